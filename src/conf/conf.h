@@ -1,0 +1,236 @@
+/*
+ * conf.h - typed configuration: option registry, scope tree, generations.
+ *
+ * A configuration file (conf_parse.h) becomes a generation: an immutable,
+ * reference-counted struct conf holding a tree of scopes (global, binding
+ * groups, bindings, domains, hosts, listeners, module stanzas) and, in each
+ * scope, the typed settings found there. Readers on any thread take a
+ * reference (conf_current / conf_ref) and drop it when done; a reload builds
+ * a new generation and swaps it in (conf_install) - a reader never sees a
+ * half-built tree, and the old generation is freed when its last reader lets
+ * go.
+ *
+ * Options are registered once, with a type, a default, the scopes where they
+ * may appear and whether they may change on reload; modules add their own.
+ * Unknown options and stanzas, values of the wrong type, options in the wrong
+ * scope and duplicate settings are errors that name file:line:column.
+ *
+ * Outbound options fall back in Momentum's six steps (conf_resolve):
+ *   1. a Domain inside the Binding stanza that sits inside its Binding_Group
+ *   2. a Domain inside the top-level Binding stanza of the same name
+ *   3. a Domain inside the Binding_Group
+ *   4. the Binding itself (in-group stanza, then top-level stanza), then its
+ *      Binding_Group
+ *   5. a global Domain stanza
+ *   6. the global value; then the option's default.
+ * In each scope a literal domain stanza wins over regular expressions
+ * ("/re/", tried in file order). Host options have their own chain
+ * (conf_resolve_host). Throttle options resolve by reference: every lookup
+ * that falls back to the same declaration gets the same setting and so the
+ * same token bucket.
+ */
+#ifndef IMPETUS_CONF_CONF_H
+#define IMPETUS_CONF_CONF_H
+
+#include <regex.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf/conf_parse.h"
+
+struct throttle;
+
+/* Scope kinds, as bits so that an option can list where it may appear. */
+enum {
+	CONF_SCOPE_GLOBAL           = 1u << 0,
+	CONF_SCOPE_BINDING_GROUP    = 1u << 1,
+	CONF_SCOPE_BINDING          = 1u << 2,
+	CONF_SCOPE_DOMAIN           = 1u << 3,
+	CONF_SCOPE_HOST             = 1u << 4,
+	CONF_SCOPE_ESMTP_LISTENER   = 1u << 5,
+	CONF_SCOPE_CONTROL_LISTENER = 1u << 6,
+	CONF_SCOPE_LISTEN           = 1u << 7,
+	CONF_SCOPE_PEER             = 1u << 8,
+	CONF_SCOPE_SECURITY         = 1u << 9,
+	CONF_SCOPE_THREADPOOL       = 1u << 10,
+	CONF_SCOPE_EC_LOGGER        = 1u << 11,
+	CONF_SCOPE_FIRST_DYNAMIC    = 1u << 16,     /* modules allocate from here */
+};
+#define CONF_SCOPES_OUTBOUND (CONF_SCOPE_GLOBAL | CONF_SCOPE_BINDING_GROUP | \
+                              CONF_SCOPE_BINDING | CONF_SCOPE_DOMAIN)
+
+enum conf_type {
+	CONF_T_BOOL,        /* true/false, yes/no, on/off, 1/0 */
+	CONF_T_INT,         /* a decimal integer within [min, max] */
+	CONF_T_DURATION,    /* seconds; suffixes s, m, h, d accepted */
+	CONF_T_SIZE,        /* bytes; suffixes K, M, G (powers of 1024) accepted */
+	CONF_T_STRING,      /* one word or string */
+	CONF_T_ENUM,        /* one of enum_values, case-insensitive */
+	CONF_T_LIST,        /* ( "a" "b" ), or one string as a list of one */
+	CONF_T_THROTTLE,    /* "N" per second or "N/S": N per S seconds */
+	CONF_T_PARAMS,      /* [ k = v … ], kept raw */
+};
+
+enum {
+	CONF_F_RESTART = 1u << 0,   /* cannot change on reload: restart needed */
+};
+
+struct conf_setting;
+
+struct conf_option {
+	const char *name;                   /* canonical spelling; matched case-insensitively */
+	enum conf_type type;
+	const char *def;                    /* default as configuration text; NULL = unset */
+	uint32_t scopes;                    /* CONF_SCOPE_* where it may appear */
+	uint32_t flags;                     /* CONF_F_* */
+	int64_t min, max;                   /* INT, DURATION, SIZE bounds (0, 0 = any >= 0) */
+	const char *const *enum_values;     /* ENUM: NULL-terminated */
+	const char *help;                   /* one line for documentation and --help */
+	/* Filled by conf_option_register: */
+	int id;                             /* registry index */
+	const struct conf_setting *def_setting; /* parsed default, NULL when unset */
+};
+
+/* A stanza kind: a keyword, the scope it opens, where it may appear. */
+enum conf_naming {
+	CONF_NAME_NONE,         /* Keyword { … } */
+	CONF_NAME_OPTIONAL,     /* Keyword { … } or Keyword "name" { … } */
+	CONF_NAME_REQUIRED,     /* Keyword "name" { … } */
+};
+
+struct conf_stanza_def {
+	const char *keyword;    /* matched case-insensitively */
+	uint32_t scope;         /* the CONF_SCOPE_* bit it opens */
+	uint32_t parents;       /* scopes where it may appear */
+	enum conf_naming naming;
+	int repeatable;         /* several instances with the same name in one scope */
+};
+
+/* A typed value, set in one scope (or the default of its option). */
+struct conf_setting {
+	const struct conf_option *opt;
+	struct conf_loc loc;                /* where it was set; file NULL for a default */
+	const struct conf_scope *scope;     /* where it was set; NULL for a default */
+	const struct conf_value *raw;       /* the parsed value, for PARAMS and rendering */
+	int64_t i;                          /* BOOL 0/1, INT, DURATION (s), SIZE (bytes), ENUM index */
+	const char *s;                      /* STRING, ENUM canonical spelling */
+	const char **list;                  /* LIST elements */
+	size_t nlist;
+	int64_t thr_count;                  /* THROTTLE: N events … */
+	int64_t thr_period_s;               /* … per this many seconds */
+	struct throttle *throttle;          /* THROTTLE: the one bucket of this declaration */
+};
+
+struct conf_scope {
+	uint32_t kind;                      /* CONF_SCOPE_* */
+	const char *keyword;                /* stanza keyword as defined; "global" for the root */
+	const char *name;                   /* instance name, or NULL */
+	struct conf_loc loc;
+	const struct conf_scope *parent;
+	const struct conf_setting **settings; /* sorted by option id */
+	size_t nsettings;
+	struct conf_scope **children;       /* stanzas inside, in file order */
+	size_t nchildren;
+	struct conf_scope **domains;        /* literal Domain children, sorted by name */
+	size_t ndomains;
+	struct conf_scope **domain_res;     /* regex Domain children, in file order */
+	size_t ndomain_res;
+	struct conf_scope **hosts;          /* literal Host children, sorted by name */
+	size_t nhosts;
+	struct conf_scope **host_res;       /* regex Host children, in file order */
+	size_t nhost_res;
+	int is_regex;                       /* Domain/Host given as "/re/" */
+	regex_t re;                         /* compiled when is_regex */
+};
+
+/* A binding: a slot number indexes per-binding state everywhere. */
+struct conf_binding {
+	const char *name;
+	int slot;                           /* 0 is "default" */
+	const struct conf_scope *in_group;  /* the stanza inside its group, or NULL */
+	const struct conf_scope *top;       /* the top-level stanza, or NULL */
+	struct conf_binding_group *group;
+};
+
+struct conf_binding_group {
+	const char *name;
+	const struct conf_scope *scope;     /* its stanza, or NULL ("default" unconfigured) */
+	int *slots;                         /* member binding slots */
+	size_t nslots;
+};
+
+struct conf {
+	atomic_int refs;
+	uint64_t generation;                /* 1, 2, … per process */
+	char *source;                       /* file name, or the name given to a string */
+	struct conf_ast *ast;               /* values point into it */
+	struct arena arena;                 /* scopes, settings, tables */
+	struct conf_scope *global;
+	struct conf_binding *bindings;      /* indexed by slot */
+	size_t nbindings;
+	struct conf_binding_group *groups;  /* [0] is "default" */
+	size_t ngroups;
+	struct throttle **throttles;        /* every bucket, for freeing */
+	size_t nthrottles;
+};
+
+#define CONF_BINDING_UNBOUND (-1)
+
+/* Registry (main thread, before configurations that use them are built). */
+int conf_option_register(struct conf_option *opt, char *err, size_t errlen);
+const struct conf_option *conf_option_find(const char *name);
+int conf_option_count(void);
+const struct conf_option *conf_option_at(int id);
+int conf_stanza_register(const struct conf_stanza_def *def, char *err, size_t errlen);
+const struct conf_stanza_def *conf_stanza_find(const char *keyword);
+/* conf_scope_allocate: a new scope bit for a module's stanza; 0 when none left. */
+uint32_t conf_scope_allocate(void);
+/* conf_registry_init: register the core options and stanzas (idempotent). */
+void conf_registry_init(void);
+
+/* Building generations. Both return NULL with errors in errs. */
+struct conf *conf_load_file(const char *path, struct conf_errors *errs);
+struct conf *conf_load_string(const char *text, const char *name, struct conf_errors *errs);
+
+/* Reference counting; conf_unref frees at zero. Thread-safe. */
+struct conf *conf_ref(struct conf *c);
+void conf_unref(struct conf *c);
+
+/* The running generation: conf_current returns it with a reference taken;
+ * conf_install makes c current (taking over the caller's reference) and
+ * drops the reference the process held on the previous one. */
+struct conf *conf_current(void);
+void conf_install(struct conf *c);
+/* conf_restart_changes: append to errs every CONF_F_RESTART option whose
+ * global value differs between old and new. Returns the number found. */
+int conf_restart_changes(const struct conf *old, const struct conf *new_conf,
+                         struct conf_errors *errs);
+
+/* Lookups. Each returns the setting that applies, or the option's default
+ * setting, or NULL when the option is unset everywhere. */
+const struct conf_setting *conf_scope_get(const struct conf_scope *s, const struct conf_option *opt);
+const struct conf_setting *conf_resolve_chain(const struct conf_scope *s, const struct conf_option *opt);
+const struct conf_setting *conf_resolve(const struct conf *c, const struct conf_option *opt,
+                                        int binding_slot, const char *domain);
+const struct conf_setting *conf_resolve_host(const struct conf *c, const struct conf_option *opt,
+                                             int binding_slot, const char *host);
+const struct conf_setting *conf_global(const struct conf *c, const struct conf_option *opt);
+
+/* Scope navigation. */
+const struct conf_scope *conf_scope_find_domain(const struct conf_scope *s, const char *domain);
+const struct conf_scope *conf_scope_find_host(const struct conf_scope *s, const char *host);
+/* conf_scope_children: the i-th child of kind `kind` (by file order), NULL past the end. */
+const struct conf_scope *conf_scope_child(const struct conf_scope *s, uint32_t kind, size_t i);
+
+/* Bindings. */
+int conf_binding_slot(const struct conf *c, const char *name);      /* -1 if unknown */
+const char *conf_binding_name(const struct conf *c, int slot);      /* NULL if unknown */
+const struct conf_binding_group *conf_binding_group_find(const struct conf *c, const char *name);
+
+/* conf_value_render: the value as configuration text (for messages, dumps). */
+void conf_value_render(const struct conf_value *v, struct strbuf *out);
+/* conf_setting_render: a setting's value as text ("unset" for NULL). */
+void conf_setting_render(const struct conf_setting *s, struct strbuf *out);
+
+#endif

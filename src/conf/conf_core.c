@@ -1,0 +1,159 @@
+/*
+ * conf_core.c - the core's option and stanza definitions, and the embedded
+ * default configuration.
+ *
+ * conf_registry_init registers everything here once (later calls do
+ * nothing); a bad definition is our bug, so it asserts. Options here carry
+ * Momentum's names and defaults (MOMENTUM.md §3-4).
+ */
+#include "conf/conf_core.h"
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "lib/diag.h"
+
+#define OUTBOUND_AND_HOST (CONF_SCOPES_OUTBOUND | CONF_SCOPE_HOST)
+
+struct conf_option conf_opt_spoolbase = {
+	.name = "Spoolbase", .type = CONF_T_STRING, .def = "/var/spool/impetus",
+	.scopes = CONF_SCOPE_GLOBAL, .flags = CONF_F_RESTART,
+	.help = "directory of the spool; locked by the running instance",
+};
+struct conf_option conf_opt_pidfile = {
+	.name = "Pidfile", .type = CONF_T_STRING, .def = "/run/impetusd.pid",
+	.scopes = CONF_SCOPE_GLOBAL, .flags = CONF_F_RESTART,
+	.help = "file holding the daemon's process id while it runs",
+};
+struct conf_option conf_opt_event_loops = {
+	.name = "Event_Loops", .type = CONF_T_INT, .def = "0",
+	.scopes = CONF_SCOPE_GLOBAL, .flags = CONF_F_RESTART, .min = 0, .max = 256,
+	.help = "number of event-loop threads; 0 means one per online core",
+};
+struct conf_option conf_opt_user = {
+	.name = "User", .type = CONF_T_STRING,
+	.scopes = CONF_SCOPE_GLOBAL | CONF_SCOPE_SECURITY, .flags = CONF_F_RESTART,
+	.help = "user to run as after binding sockets, when started as root",
+};
+struct conf_option conf_opt_group = {
+	.name = "Group", .type = CONF_T_STRING,
+	.scopes = CONF_SCOPE_GLOBAL | CONF_SCOPE_SECURITY, .flags = CONF_F_RESTART,
+	.help = "group to run as after binding sockets (default: the user's group)",
+};
+struct conf_option conf_opt_concurrency = {
+	.name = "Concurrency", .type = CONF_T_INT, .def = "4",
+	.scopes = CONF_SCOPE_THREADPOOL, .flags = CONF_F_RESTART, .min = 1, .max = 1024,
+	.help = "threads in a thread pool",
+};
+struct conf_option conf_opt_paniclog = {
+	.name = "Paniclog", .type = CONF_T_STRING,
+	.scopes = CONF_SCOPE_EC_LOGGER,
+	.help = "file for warnings, errors and notable events",
+};
+
+struct conf_option conf_opt_max_outbound_connections = {
+	.name = "Max_Outbound_Connections", .type = CONF_T_INT, .def = "32",
+	.scopes = OUTBOUND_AND_HOST, .min = -1, .max = INT32_MAX,
+	.help = "concurrent connections per binding and domain (per host in Host scope, -1 = no limit)",
+};
+struct conf_option conf_opt_message_expiration = {
+	.name = "Message_Expiration", .type = CONF_T_DURATION, .def = "86400",
+	.scopes = CONF_SCOPES_OUTBOUND, .min = 0, .max = INT32_MAX,
+	.help = "seconds after reception when undelivered mail fails",
+};
+struct conf_option conf_opt_retry_interval = {
+	.name = "Retry_Interval", .type = CONF_T_DURATION, .def = "1200",
+	.scopes = CONF_SCOPES_OUTBOUND, .min = 1, .max = INT32_MAX,
+	.help = "first retry delay after a transient failure; doubles per retry",
+};
+struct conf_option conf_opt_max_retry_interval = {
+	.name = "Max_Retry_Interval", .type = CONF_T_DURATION, .def = "43200",
+	.scopes = CONF_SCOPES_OUTBOUND, .min = 1, .max = INT32_MAX,
+	.help = "longest retry delay",
+};
+struct conf_option conf_opt_outbound_throttle_messages = {
+	.name = "Outbound_Throttle_Messages", .type = CONF_T_THROTTLE,
+	.scopes = OUTBOUND_AND_HOST,
+	.help = "messages per second (\"N\") or per S seconds (\"N/S\"); one bucket per declaration",
+};
+struct conf_option conf_opt_outbound_throttle_connections = {
+	.name = "Outbound_Throttle_Connections", .type = CONF_T_THROTTLE,
+	.scopes = OUTBOUND_AND_HOST,
+	.help = "new connections per second (\"N\") or per S seconds (\"N/S\"); one bucket per declaration",
+};
+struct conf_option conf_opt_suspend_delivery = {
+	.name = "Suspend_Delivery", .type = CONF_T_BOOL, .def = "false",
+	.scopes = CONF_SCOPES_OUTBOUND,
+	.help = "stop delivery attempts in this scope",
+};
+struct conf_option conf_opt_bind_address = {
+	.name = "Bind_Address", .type = CONF_T_STRING,
+	.scopes = CONF_SCOPE_BINDING,
+	.help = "source address of the binding's outbound connections",
+};
+struct conf_option conf_opt_ehlo_hostname = {
+	.name = "EHLO_Hostname", .type = CONF_T_STRING,
+	.scopes = CONF_SCOPES_OUTBOUND,
+	.help = "name given in EHLO/HELO on outbound connections",
+};
+
+static struct conf_option *const core_options[] = {
+	&conf_opt_spoolbase,
+	&conf_opt_pidfile,
+	&conf_opt_event_loops,
+	&conf_opt_user,
+	&conf_opt_group,
+	&conf_opt_concurrency,
+	&conf_opt_paniclog,
+	&conf_opt_max_outbound_connections,
+	&conf_opt_message_expiration,
+	&conf_opt_retry_interval,
+	&conf_opt_max_retry_interval,
+	&conf_opt_outbound_throttle_messages,
+	&conf_opt_outbound_throttle_connections,
+	&conf_opt_suspend_delivery,
+	&conf_opt_bind_address,
+	&conf_opt_ehlo_hostname,
+};
+
+static const struct conf_stanza_def core_stanzas[] = {
+	{ "Binding_Group", CONF_SCOPE_BINDING_GROUP, CONF_SCOPE_GLOBAL, CONF_NAME_REQUIRED, 0 },
+	{ "Binding", CONF_SCOPE_BINDING, CONF_SCOPE_GLOBAL | CONF_SCOPE_BINDING_GROUP,
+	  CONF_NAME_REQUIRED, 0 },
+	{ "Domain", CONF_SCOPE_DOMAIN,
+	  CONF_SCOPE_GLOBAL | CONF_SCOPE_BINDING_GROUP | CONF_SCOPE_BINDING, CONF_NAME_REQUIRED, 0 },
+	{ "Host", CONF_SCOPE_HOST,
+	  CONF_SCOPE_GLOBAL | CONF_SCOPE_BINDING_GROUP | CONF_SCOPE_BINDING, CONF_NAME_REQUIRED, 0 },
+	{ "Security", CONF_SCOPE_SECURITY, CONF_SCOPE_GLOBAL, CONF_NAME_NONE, 0 },
+	{ "ThreadPool", CONF_SCOPE_THREADPOOL, CONF_SCOPE_GLOBAL, CONF_NAME_REQUIRED, 0 },
+	{ "ec_logger", CONF_SCOPE_EC_LOGGER, CONF_SCOPE_GLOBAL, CONF_NAME_OPTIONAL, 0 },
+};
+
+static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
+
+static void
+registry_init_once(void)
+{
+	char err[256];
+
+	for (size_t i = 0; i < sizeof(core_options) / sizeof(core_options[0]); i++)
+		if (conf_option_register(core_options[i], err, sizeof(err)) < 0)
+			diag_fatal("core option table: %s", err);
+	for (size_t i = 0; i < sizeof(core_stanzas) / sizeof(core_stanzas[0]); i++)
+		if (conf_stanza_register(&core_stanzas[i], err, sizeof(err)) < 0)
+			diag_fatal("core stanza table: %s", err);
+}
+
+void
+conf_registry_init(void)
+{
+	pthread_once(&registry_once, registry_init_once);
+}
+
+const char conf_default_text[] =
+	"# impetus embedded default configuration: loopback only, everything under ./var/\n"
+	"Spoolbase = \"var/spool\"\n"
+	"Pidfile = \"var/run/impetusd.pid\"\n"
+	"ec_logger {\n"
+	"  Paniclog = \"var/log/paniclog.ec\"\n"
+	"}\n";

@@ -1,0 +1,36 @@
+/*
+ * conf_core.h - the core's own options and stanzas.
+ *
+ * conf_registry_init() (conf.h) registers them; code reads them through
+ * these definitions, e.g. conf_global(c, &conf_opt_spoolbase)->s.
+ * docs/configuration.md lists every one with its type, default and scopes.
+ */
+#ifndef IMPETUS_CONF_CONF_CORE_H
+#define IMPETUS_CONF_CONF_CORE_H
+
+#include "conf/conf.h"
+
+/* Process */
+extern struct conf_option conf_opt_spoolbase;
+extern struct conf_option conf_opt_pidfile;
+extern struct conf_option conf_opt_event_loops;
+extern struct conf_option conf_opt_user;
+extern struct conf_option conf_opt_group;
+extern struct conf_option conf_opt_concurrency;         /* ThreadPool */
+extern struct conf_option conf_opt_paniclog;            /* ec_logger */
+
+/* Outbound (six-step fallback) */
+extern struct conf_option conf_opt_max_outbound_connections;
+extern struct conf_option conf_opt_message_expiration;
+extern struct conf_option conf_opt_retry_interval;
+extern struct conf_option conf_opt_max_retry_interval;
+extern struct conf_option conf_opt_outbound_throttle_messages;
+extern struct conf_option conf_opt_outbound_throttle_connections;
+extern struct conf_option conf_opt_suspend_delivery;
+extern struct conf_option conf_opt_bind_address;
+extern struct conf_option conf_opt_ehlo_hostname;
+
+/* conf_default_text: the embedded default configuration. */
+extern const char conf_default_text[];
+
+#endif

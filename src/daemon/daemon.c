@@ -1,0 +1,297 @@
+/*
+ * daemon.c - the life of the impetusd process.
+ *
+ * daemon_run (daemon.h) and the signal handlers behind it: reload
+ * (SIGHUP: a new generation is built and checked before it replaces the
+ * running one; a bad file is refused and the old configuration stays),
+ * reopen (SIGUSR1), stop (SIGTERM, SIGINT: loops finish their queued work,
+ * the pool drains, the pidfile goes, exit 0). Start-up failures are fatal
+ * with a message that says what to fix.
+ */
+#include "daemon/daemon.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "conf/conf_core.h"
+#include "daemon/pidfile.h"
+#include "event/loop.h"
+#include "event/tpool.h"
+#include "lib/diag.h"
+#include "lib/strbuf.h"
+#include "lib/xalloc.h"
+
+struct daemon {
+	const struct daemon_options *opts;
+	struct loop *main_loop;         /* signals and control, on the main thread */
+	struct loop_group *loops;       /* the event-loop threads */
+	struct tpool *io_pool;          /* blocking work: fsync, unlink, reads */
+	int lock_fd;                    /* spool lock, held for the process's life */
+	char *pidfile;                  /* path written at start, owned */
+	char *paniclog;                 /* path in use, owned; NULL = stderr only */
+	struct event *ev_term, *ev_int, *ev_hup, *ev_usr1;
+};
+
+static struct daemon *daemon_self;      /* for the fatal exit hook */
+
+static void daemon_exit_hook(void);
+static void on_stop(evutil_socket_t sig, short what, void *arg);
+static void on_reload(evutil_socket_t sig, short what, void *arg);
+static void on_reopen(evutil_socket_t sig, short what, void *arg);
+static int open_paniclog(struct daemon *d, const struct conf *c);
+static void drop_privileges(const struct conf *c, const struct daemon *d);
+
+struct conf *
+daemon_load_conf(const struct daemon_options *opts, void *errs_arg)
+{
+	struct conf_errors local = { STRBUF_INIT, 0 };
+	struct conf_errors *errs = errs_arg ? errs_arg : &local;
+	struct conf *c;
+
+	if (opts->conf_path != NULL)
+		c = conf_load_file(opts->conf_path, errs);
+	else
+		c = conf_load_string(conf_default_text, "<default>", errs);
+	if (c == NULL && errs == &local)
+		fputs(strbuf_cstr(&local.text), stderr);
+	conf_errors_free(&local);
+	return c;
+}
+
+static void
+daemon_exit_hook(void)
+{
+	if (daemon_self != NULL && daemon_self->pidfile != NULL)
+		pidfile_remove(daemon_self->pidfile);
+}
+
+/* The paniclog of the configuration's first ec_logger stanza, if any. */
+static const char *
+conf_paniclog(const struct conf *c)
+{
+	const struct conf_scope *lg = conf_scope_child(c->global, CONF_SCOPE_EC_LOGGER, 0);
+	const struct conf_setting *s = lg ? conf_scope_get(lg, &conf_opt_paniclog) : NULL;
+
+	return s ? s->s : NULL;
+}
+
+static int
+open_paniclog(struct daemon *d, const struct conf *c)
+{
+	const char *path = conf_paniclog(c);
+
+	if (path == NULL) {
+		if (d->paniclog != NULL) {
+			diag_info("paniclog closed by configuration");
+			diag_close();
+			free(d->paniclog);
+			d->paniclog = NULL;
+		}
+		return 0;
+	}
+	if (d->paniclog != NULL && strcmp(d->paniclog, path) == 0)
+		return 0;
+	char *dir = xstrdup(path), *slash = strrchr(dir, '/');
+	if (slash != NULL && slash != dir) {
+		*slash = '\0';
+		if (mkdir_p(dir, 0755) < 0) {
+			diag_warn("cannot create the paniclog directory %s: %m", dir);
+			free(dir);
+			return -1;
+		}
+	}
+	free(dir);
+	if (diag_open_paniclog(path) < 0) {
+		diag_warn("cannot open paniclog %s: %m", path);
+		return -1;
+	}
+	free(d->paniclog);
+	d->paniclog = xstrdup(path);
+	return 0;
+}
+
+static void
+drop_privileges(const struct conf *c, const struct daemon *d)
+{
+	const struct conf_scope *sec = conf_scope_child(c->global, CONF_SCOPE_SECURITY, 0);
+	const struct conf_setting *us = conf_resolve_chain(sec ? sec : c->global, &conf_opt_user);
+	const struct conf_setting *gs = conf_resolve_chain(sec ? sec : c->global, &conf_opt_group);
+	const char *spool = conf_global(c, &conf_opt_spoolbase)->s;
+	struct passwd *pw;
+	gid_t gid;
+
+	if (geteuid() != 0) {
+		if (us != NULL)
+			diag_info("not started as root: User \"%s\" ignored", us->s);
+		return;
+	}
+	if (us == NULL) {
+		diag_warn("running as root: set User (and Group) so that impetusd drops its privileges");
+		return;
+	}
+	if ((pw = getpwnam(us->s)) == NULL)
+		diag_fatal("User \"%s\" does not exist", us->s);
+	gid = pw->pw_gid;
+	if (gs != NULL) {
+		struct group *gr = getgrnam(gs->s);
+		if (gr == NULL)
+			diag_fatal("Group \"%s\" does not exist", gs->s);
+		gid = gr->gr_gid;
+	}
+	/* What the daemon must keep writing after the switch. */
+	char *lock = xasprintf("%s/lock", spool);
+	if (chown(spool, pw->pw_uid, gid) < 0 || chown(lock, pw->pw_uid, gid) < 0)
+		diag_fatal("cannot give spool %s to user %s: %m", spool, us->s);
+	free(lock);
+	if (d->paniclog != NULL && chown(d->paniclog, pw->pw_uid, gid) < 0)
+		diag_fatal("cannot give paniclog %s to user %s: %m", d->paniclog, us->s);
+	if (setgroups(1, &gid) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0)
+		diag_fatal("cannot switch to user %s: %m", us->s);
+	if (setuid(0) == 0)
+		diag_fatal("privileges were not dropped: setuid(0) still works");
+	diag_info("running as user %s (uid %ld, gid %ld)", us->s, (long)pw->pw_uid, (long)gid);
+}
+
+static void
+on_stop(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	diag_info("received %s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	loop_main_break(d->main_loop);
+}
+
+static void
+on_reload(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct conf_errors errs = { STRBUF_INIT, 0 };
+	struct conf *old, *fresh;
+	const char *name = d->opts->conf_path ? d->opts->conf_path : "<default>";
+
+	fresh = daemon_load_conf(d->opts, &errs);
+	old = conf_current();
+	if (fresh != NULL && conf_restart_changes(old, fresh, &errs) > 0) {
+		conf_unref(fresh);
+		fresh = NULL;
+	}
+	if (fresh == NULL) {
+		/* One paniclog line: the errors joined. */
+		char *text = strbuf_steal(&errs.text);
+		size_t len = strlen(text);
+		while (len > 0 && text[len - 1] == '\n')
+			text[--len] = '\0';
+		for (char *p = text; *p; p++)
+			if (*p == '\n')
+				*p = ';';
+		diag_warn("reload refused, keeping generation %llu: %s",
+		          (unsigned long long)old->generation, text);
+		free(text);
+		conf_unref(old);
+		conf_errors_free(&errs);
+		return;
+	}
+	conf_unref(old);
+	conf_install(fresh);
+	open_paniclog(d, fresh);
+	diag_info("configuration reloaded from %s (generation %llu)", name,
+	          (unsigned long long)fresh->generation);
+	conf_errors_free(&errs);
+}
+
+static void
+on_reopen(evutil_socket_t sig, short what, void *arg)
+{
+	if (diag_reopen() < 0)
+		diag_warn("cannot reopen the paniclog: %m");
+	else
+		diag_info("logs reopened");
+}
+
+int
+daemon_run(const struct daemon_options *opts, struct conf *conf)
+{
+	struct daemon d;
+	char err[512];
+	const struct conf_scope *pool;
+	int nloops, nio;
+
+	memset(&d, 0, sizeof(d));
+	d.opts = opts;
+	d.lock_fd = -1;
+	daemon_self = &d;
+	diag_set_exit_hook(daemon_exit_hook);
+	conf_install(conf);
+
+	if (open_paniclog(&d, conf) < 0)
+		diag_fatal("cannot start without the configured paniclog");
+	const char *spool = conf_global(conf, &conf_opt_spoolbase)->s;
+	if ((d.lock_fd = spool_lock_acquire(spool, err, sizeof(err))) < 0)
+		diag_fatal("%s", err);
+	d.pidfile = xstrdup(conf_global(conf, &conf_opt_pidfile)->s);
+	if (pidfile_write(d.pidfile, err, sizeof(err)) < 0) {
+		free(d.pidfile);
+		d.pidfile = NULL;
+		diag_fatal("%s", err);
+	}
+	/* Sockets are bound above this line; from here on, no root. */
+	drop_privileges(conf, &d);
+
+	signal(SIGPIPE, SIG_IGN);
+	d.main_loop = loop_main_new();
+	struct event_base *base = loop_base(d.main_loop);
+	d.ev_term = evsignal_new(base, SIGTERM, on_stop, &d);
+	d.ev_int = evsignal_new(base, SIGINT, on_stop, &d);
+	d.ev_hup = evsignal_new(base, SIGHUP, on_reload, &d);
+	d.ev_usr1 = evsignal_new(base, SIGUSR1, on_reopen, &d);
+	if (!d.ev_term || !d.ev_int || !d.ev_hup || !d.ev_usr1 ||
+	    evsignal_add(d.ev_term, NULL) < 0 || evsignal_add(d.ev_int, NULL) < 0 ||
+	    evsignal_add(d.ev_hup, NULL) < 0 || evsignal_add(d.ev_usr1, NULL) < 0)
+		diag_fatal("cannot install signal handlers");
+
+	nloops = (int)conf_global(conf, &conf_opt_event_loops)->i;
+	if ((d.loops = loop_group_start(nloops, err, sizeof(err))) == NULL)
+		diag_fatal("cannot start event loops: %s", err);
+	pool = NULL;
+	for (size_t i = 0; (pool = conf_scope_child(conf->global, CONF_SCOPE_THREADPOOL, i)); i++)
+		if (strcasecmp(pool->name, "IO") == 0)
+			break;
+	nio = (int)conf_resolve_chain(pool ? pool : conf->global, &conf_opt_concurrency)->i;
+	if ((d.io_pool = tpool_start(nio, err, sizeof(err))) == NULL)
+		diag_fatal("cannot start the IO thread pool: %s", err);
+
+	diag_info("impetusd %s started: pid %ld, configuration %s (generation %llu), "
+	          "%d event loops, %d IO threads, spool %s",
+	          IMPETUS_VERSION, (long)getpid(), conf->source,
+	          (unsigned long long)conf->generation, loop_group_count(d.loops), nio, spool);
+
+	loop_main_run(d.main_loop);
+
+	loop_group_stop(d.loops);
+	tpool_stop(d.io_pool);
+	event_free(d.ev_term);
+	event_free(d.ev_int);
+	event_free(d.ev_hup);
+	event_free(d.ev_usr1);
+	loop_main_free(d.main_loop);
+	pidfile_remove(d.pidfile);
+	free(d.pidfile);
+	d.pidfile = NULL;
+	close(d.lock_fd);
+	diag_info("impetusd stopped");
+	diag_set_exit_hook(NULL);
+	daemon_self = NULL;
+	conf_install(NULL);
+	diag_close();
+	free(d.paniclog);
+	return 0;
+}

@@ -5,7 +5,8 @@
  * (scopes, typed settings, bindings, throttle buckets) or report every
  * error found; conf_ref / conf_unref count readers; conf_current /
  * conf_install swap the running generation; conf_restart_changes lists the
- * restart-only options a reload would change; conf_scope_get,
+ * restart-only options a reload would change and conf_try_install refuses
+ * such a generation; conf_scope_get,
  * conf_resolve_chain, conf_resolve (the six-step outbound fallback),
  * conf_resolve_host and conf_global look values up; conf_binding_slot /
  * conf_binding_name convert binding slots.
@@ -470,6 +471,32 @@ conf_install(struct conf *c)
 	conf_unref(old);
 }
 
+int
+conf_try_install(struct conf *fresh, struct conf_errors *errs)
+{
+	struct conf *old = conf_current();
+
+	if (old != NULL && conf_restart_changes(old, fresh, errs) > 0) {
+		conf_unref(old);
+		conf_unref(fresh);
+		return -1;
+	}
+	conf_unref(old);
+	conf_install(fresh);
+	return 0;
+}
+
+/* The first setting of opt anywhere in the tree, in file order. */
+static const struct conf_setting *
+find_setting(const struct conf_scope *s, const struct conf_option *opt)
+{
+	const struct conf_setting *set = conf_scope_get(s, opt);
+
+	for (size_t i = 0; set == NULL && i < s->nchildren; i++)
+		set = find_setting(s->children[i], opt);
+	return set;
+}
+
 /* Render every setting of opt in the tree as "path = value" lines. */
 static void
 collect_settings(const struct conf_scope *s, const struct conf_option *opt, struct strbuf *path,
@@ -509,9 +536,13 @@ conf_restart_changes(const struct conf *old, const struct conf *new_conf, struct
 		strbuf_reset(&path);
 		collect_settings(new_conf->global, opt, &path, &b);
 		if (strcmp(strbuf_cstr(&a), strbuf_cstr(&b)) != 0) {
+			/* Point at the new setting, or say it was removed. */
+			const struct conf_setting *where = find_setting(new_conf->global, opt);
 			struct conf_loc loc = { new_conf->source, 0, 0 };
-			conf_error(errs, &loc, "%s cannot change while impetusd runs; restart it to apply",
-			           opt->name);
+			if (where != NULL)
+				loc = where->loc;
+			conf_error(errs, &loc, "%s cannot change while impetusd runs%s; restart it to apply",
+			           opt->name, where ? "" : " (it was removed)");
 			n++;
 		}
 		strbuf_free(&path);

@@ -202,6 +202,10 @@ void conf_unref(struct conf *c);
  * drops the reference the process held on the previous one. */
 struct conf *conf_current(void);
 void conf_install(struct conf *c);
+/* conf_try_install: install fresh (taking the caller's reference) unless it
+ * changes a restart-only option of the running generation; then it is
+ * dropped, the running generation stays, errs says why, and -1 returns. */
+int conf_try_install(struct conf *fresh, struct conf_errors *errs);
 /* conf_restart_changes: append to errs every CONF_F_RESTART option whose
  * global value differs between old and new. Returns the number found. */
 int conf_restart_changes(const struct conf *old, const struct conf *new_conf,

@@ -273,14 +273,16 @@ lex_next(struct conf_parser *p)
 				return;
 			}
 			if (c == '\\' && lx->pos + 1 < lx->len) {
-				lex_advance(lx);
-				c = lx->buf[lx->pos];
-				switch (c) {
+				char next = lx->buf[lx->pos + 1];
+				switch (next) {
 				case 'n': c = '\n'; break;
 				case 't': c = '\t'; break;
 				case 'r': c = '\r'; break;
-				default: break;     /* \\ \" \' and anything else: the char itself */
+				case '\\': case '"': case '\'': c = next; break;
+				default: next = 0; break;   /* "\." stays as written: regexes */
 				}
+				if (next != 0)
+					lex_advance(lx);
 			}
 			strbuf_putc(&sb, c);
 			lex_advance(lx);

@@ -11,7 +11,8 @@
  *   value   := STRING | WORD | '(' value* ')' | '[' ((WORD | STRING) '=' value)* ']'
  *
  * Comments: '#' to end of line, and non-nesting C comments. Strings in
- * double or single quotes, with backslash escapes (\n \t \\ \" \'). A bare
+ * double or single quotes, with backslash escapes \n \t \r \\ \" \'; any other
+ * backslash stays as written, so "/^mx\.example\.test$/" means what it says. A bare
  * WORD is any run of characters other than white space and # " ' = { } [ ]
  * ( ), and it may not start a C comment. An include names a file or a
  * directory (its non-hidden regular files, in alphabetical order); relative

@@ -176,15 +176,11 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 	struct daemon *d = arg;
 	struct conf_errors errs = { STRBUF_INIT, 0 };
 	struct conf *old, *fresh;
+
 	const char *name = d->opts->conf_path ? d->opts->conf_path : "<default>";
 
 	fresh = daemon_load_conf(d->opts, &errs);
-	old = conf_current();
-	if (fresh != NULL && conf_restart_changes(old, fresh, &errs) > 0) {
-		conf_unref(fresh);
-		fresh = NULL;
-	}
-	if (fresh == NULL) {
+	if (fresh == NULL || conf_try_install(fresh, &errs) < 0) {
 		/* One paniclog line: the errors joined. */
 		char *text = strbuf_steal(&errs.text);
 		size_t len = strlen(text);
@@ -193,15 +189,14 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 		for (char *p = text; *p; p++)
 			if (*p == '\n')
 				*p = ';';
+		old = conf_current();
 		diag_warn("reload refused, keeping generation %llu: %s",
 		          (unsigned long long)old->generation, text);
-		free(text);
 		conf_unref(old);
+		free(text);
 		conf_errors_free(&errs);
 		return;
 	}
-	conf_unref(old);
-	conf_install(fresh);
 	open_paniclog(d, fresh);
 	diag_info("configuration reloaded from %s (generation %llu)", name,
 	          (unsigned long long)fresh->generation);

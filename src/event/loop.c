@@ -270,7 +270,7 @@ struct loop_group *
 loop_group_start(int n, char *err, size_t errlen)
 {
 	struct loop_group *g;
-	char name[16];
+	char name[32];           /* thread name; loop_thread_spawn cuts it to 15 bytes */
 	int i, rc;
 
 	if (n <= 0) {

@@ -149,7 +149,7 @@ struct tpool *
 tpool_start(int nthreads, char *err, size_t errlen)
 {
 	struct tpool *p;
-	char name[16];
+	char name[32];           /* thread name; loop_thread_spawn cuts it to 15 bytes */
 	int i, rc;
 
 	if (nthreads < 1 || nthreads > TPOOL_MAX) {

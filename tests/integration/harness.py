@@ -781,7 +781,8 @@ class Dns(_Fixture):
             diag = self.diagnostics()
             if self._fixed_port is None and "in use" in diag.lower():
                 continue  # lost the race for the port: try another
-            raise HarnessError("dnsmasq did not start on %s:%s\n%s" % (self.address, self.port, diag))
+            raise HarnessError("dnsmasq did not start on %s:%s\n%s"
+                               % (self.address, self.port, diag))
         raise HarnessError("dnsmasq: no usable port after 5 attempts")
 
     def _wait_ready(self):
@@ -1070,13 +1071,14 @@ class Daemon(_Fixture):
             d.wait_log(r"started"); d.reload(); rc = d.stop()
 
     pidfile / paniclog: the paths the configuration names (relative to workdir); start()
-    waits until the pidfile exists (start(wait=False) does not). make_dirs are created in
-    workdir first. stdout/stderr go to <name>.stdout / <name>.stderr in workdir.
+    waits until the pidfile exists (start(wait=False) does not). make_dirs (none by
+    default: the daemon creates what its configuration names) are created in workdir
+    first. stdout/stderr go to <name>.stdout / <name>.stderr in workdir.
     """
 
     def __init__(self, conf_text, *, pidfile="var/run/impetusd.pid",
                  paniclog="var/log/paniclog.ec", workdir=None, conf_name="impetusd.conf",
-                 args=(), env=None, make_dirs=("var/spool", "var/run", "var/log"),
+                 args=(), env=None, make_dirs=(),
                  binary=None, start_timeout=START_TIMEOUT_S):
         super().__init__(workdir, "impetus-daemon-")
         self.binary = binary or impetusd_path()

@@ -80,7 +80,7 @@ if build "$B/fuzz" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DIMPETUS_F
         mkdir -p "$work" "$corpus"
         echo "=== fuzz $name for ${fuzz_seconds}s"
         # Regression inputs first (every file in the corpus must pass), then explore.
-        if "$bin" -runs=0 "$corpus" >"$B/fuzz/$name.regress.log" 2>&1 &&
+        if "$bin" -runs=0 -artifact_prefix="$B/fuzz/$name-" "$corpus" >"$B/fuzz/$name.regress.log" 2>&1 &&
            "$bin" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
                   -artifact_prefix="$B/fuzz/$name-" "$work" "$corpus" >"$B/fuzz/$name.log" 2>&1; then
             tail -1 "$B/fuzz/$name.log"

@@ -260,7 +260,8 @@ build_scope(struct conf_builder *b, struct conf_scope *scope, struct conf_item *
 		arena_grow_array(a, (void **)&settings, &cap, nsettings, sizeof(*settings));
 		settings[nsettings++] = s;
 	}
-	qsort(settings, nsettings, sizeof(*settings), setting_cmp);
+	if (nsettings > 1)
+		qsort(settings, nsettings, sizeof(*settings), setting_cmp);
 	scope->settings = settings;
 	scope->nsettings = nsettings;
 	scope->children = children.v;

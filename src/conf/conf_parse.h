@@ -105,5 +105,8 @@ struct conf_ast *conf_parse_file(const char *path, struct conf_errors *errs);
 struct conf_ast *conf_parse_string(const char *text, size_t len, const char *name,
                                    struct conf_errors *errs);
 void conf_ast_free(struct conf_ast *ast);
+/* conf_parse_set_includes: allow (1, the default) or refuse (0) include;
+ * the fuzzer refuses, so that no input can make it read files. */
+void conf_parse_set_includes(int allowed);
 
 #endif

@@ -33,7 +33,9 @@ struct timer *timer_new(struct loop *l, timer_fn cb, void *arg);
 /*
  * timer_start_ms: fire once, ms milliseconds from now (0: in the next turn
  * of the loop). Re-arming a pending timer replaces its deadline and mode.
- * Delays beyond 2^31 seconds are cut to that.
+ * Inside a callback "now" is libevent's cached time for the current turn of
+ * the loop (taken when the poll returned), so every timer armed in one turn
+ * shares one base time. Delays beyond 2^31 seconds are cut to that.
  */
 void timer_start_ms(struct timer *t, uint64_t ms);
 /*

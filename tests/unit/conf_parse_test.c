@@ -216,6 +216,16 @@ test_include(void)
 	      "got \"%s\", want bad.conf:3:1", strbuf_cstr(&errs.text));
 	conf_errors_free(&errs);
 
+	/* An empty directory includes nothing. */
+	snprintf(sub, sizeof(sub), "%s/empty.d", tmpdir);
+	mkdir(sub, 0755);
+	write_file("main3.conf", "A = 1\ninclude empty.d\n");
+	snprintf(path, sizeof(path), "%s/main3.conf", tmpdir);
+	ast = conf_parse_file(path, &errs);
+	CHECK(ast != NULL && ast->nitems == 1, "empty include dir: %s", strbuf_cstr(&errs.text));
+	conf_ast_free(ast);
+	conf_errors_free(&errs);
+
 	/* A cycle is an error, not a hang. */
 	write_file("loop1.conf", "include loop2.conf\n");
 	write_file("loop2.conf", "include loop1.conf\n");

@@ -18,6 +18,7 @@
 
 #include <ctype.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,12 +98,81 @@ scope_vec_push(struct arena *a, struct scope_vec *vec, struct conf_scope *s)
 	vec->v[vec->n++] = s;
 }
 
+/*
+ * Refuse the regular expressions that make glibc's regcomp() blow up in time
+ * or memory: stacked repetition operators ("a++", "a*{2}") and large
+ * counted repetitions, whose bounds multiply when nested. Domain and host
+ * patterns never need either. Returns NULL, or what is wrong.
+ */
+static const char *
+regex_refuse(const char *p, size_t len)
+{
+	uint64_t product = 1;
+	int after_quant = 0, in_bracket = 0;
+
+	if (len > 1024)
+		return "longer than 1024 characters";
+	for (size_t i = 0; i < len; i++) {
+		char c = p[i];
+		if (in_bracket) {
+			if (c == ']' && in_bracket > 1)
+				in_bracket = 0;
+			else
+				in_bracket++;
+			continue;
+		}
+		if (c == '\\') {
+			i++;
+			after_quant = 0;
+			continue;
+		}
+		if (c == '[') {
+			in_bracket = 1;
+			if (i + 1 < len && p[i + 1] == '^')
+				i++;
+			after_quant = 0;
+			continue;
+		}
+		if (c == '*' || c == '+' || c == '?' || c == '{') {
+			if (after_quant)
+				return "stacked repetition operators (\"++\", \"*{n}\" …)";
+			after_quant = 1;
+			if (c == '{') {
+				uint64_t bound = 0;
+				for (i++; i < len && p[i] != '}'; i++) {
+					if (p[i] >= '0' && p[i] <= '9') {
+						uint64_t n = 0;
+						while (i < len && p[i] >= '0' && p[i] <= '9' && n < 100000)
+							n = n * 10 + (uint64_t)(p[i++] - '0');
+						i--;
+						if (n > bound)
+							bound = n;
+					}
+				}
+				product *= bound > 0 ? bound : 1;
+				if (product > 1000)
+					return "counted repetitions above 1000 in all";
+			}
+			continue;
+		}
+		after_quant = 0;
+	}
+	return NULL;
+}
+
 /* Compile "/re/" into s->re; returns 0 or -1 with an error. */
 static int
 compile_regex(struct conf_builder *b, struct conf_scope *s, const char *text,
               const struct conf_loc *loc)
 {
 	size_t len = strlen(text);
+	const char *refused = regex_refuse(text + 1, len - 2);
+
+	if (refused != NULL) {
+		conf_error(b->errs, loc, "%s %s: regular expression refused: %s", s->keyword, text,
+		           refused);
+		return -1;
+	}
 	char *pattern = xstrndup(text + 1, len - 2);
 	int rc = regcomp(&s->re, pattern, REG_EXTENDED | REG_ICASE | REG_NOSUB);
 

@@ -356,6 +356,8 @@ test_errors(void)
 		{ "Outbound_Throttle_Messages = \"0/5\"", "t.conf:1:30: error: Outbound_Throttle_Messages: expected \"N\"" },
 		{ "Outbound_Throttle_Messages = \"5/x\"", "t.conf:1:30: error: Outbound_Throttle_Messages: expected \"N\"" },
 		{ "Domain \"/(/\" { }", "t.conf:1:8: error: Domain /(/: bad regular expression" },
+		{ "Domain \"/a++/\" { }", "t.conf:1:8: error: Domain /a++/: regular expression refused: stacked repetition" },
+		{ "Domain \"/(a{40}){40}/\" { }", "t.conf:1:8: error: Domain /(a{40}){40}/: regular expression refused: counted repetitions" },
 		{ "ec_logger = 1", "t.conf:1:1: error: ec_logger is a stanza, not an option" },
 	};
 

@@ -38,6 +38,7 @@ struct daemon {
 	int lock_fd;                    /* spool lock, held for the process's life */
 	char *pidfile;                  /* path written at start, owned */
 	char *paniclog;                 /* path in use, owned; NULL = stderr only */
+	char *created_dirs[2];          /* log and pidfile directories we made, owned */
 	struct event *ev_term, *ev_int, *ev_hup, *ev_usr1;
 };
 
@@ -47,6 +48,7 @@ static void daemon_exit_hook(void);
 static void on_stop(evutil_socket_t sig, short what, void *arg);
 static void on_reload(evutil_socket_t sig, short what, void *arg);
 static void on_reopen(evutil_socket_t sig, short what, void *arg);
+static int make_parent_dir(struct daemon *d, const char *path, int slot);
 static int open_paniclog(struct daemon *d, const struct conf *c);
 static void drop_privileges(const struct conf *c, const struct daemon *d);
 
@@ -84,6 +86,36 @@ conf_paniclog(const struct conf *c)
 	return s ? s->s : NULL;
 }
 
+/*
+ * Create the directory of path when missing, and remember it (slot) so that
+ * drop_privileges can hand it to the daemon's user: rotation reopens files
+ * there, and the pidfile is removed from there at exit.
+ */
+static int
+make_parent_dir(struct daemon *d, const char *path, int slot)
+{
+	char *dir = xstrdup(path), *slash = strrchr(dir, '/');
+	struct stat st;
+
+	if (slash == NULL || slash == dir) {
+		free(dir);
+		return 0;
+	}
+	*slash = '\0';
+	if (stat(dir, &st) == 0) {
+		free(dir);
+		return 0;
+	}
+	if (mkdir_p(dir, 0755) < 0) {
+		diag_warn("cannot create directory %s: %m", dir);
+		free(dir);
+		return -1;
+	}
+	free(d->created_dirs[slot]);
+	d->created_dirs[slot] = dir;
+	return 0;
+}
+
 static int
 open_paniclog(struct daemon *d, const struct conf *c)
 {
@@ -100,16 +132,8 @@ open_paniclog(struct daemon *d, const struct conf *c)
 	}
 	if (d->paniclog != NULL && strcmp(d->paniclog, path) == 0)
 		return 0;
-	char *dir = xstrdup(path), *slash = strrchr(dir, '/');
-	if (slash != NULL && slash != dir) {
-		*slash = '\0';
-		if (mkdir_p(dir, 0755) < 0) {
-			diag_warn("cannot create the paniclog directory %s: %m", dir);
-			free(dir);
-			return -1;
-		}
-	}
-	free(dir);
+	if (make_parent_dir(d, path, 0) < 0)
+		return -1;
 	if (diag_open_paniclog(path) < 0) {
 		diag_warn("cannot open paniclog %s: %m", path);
 		return -1;
@@ -154,6 +178,9 @@ drop_privileges(const struct conf *c, const struct daemon *d)
 	free(lock);
 	if (d->paniclog != NULL && chown(d->paniclog, pw->pw_uid, gid) < 0)
 		diag_fatal("cannot give paniclog %s to user %s: %m", d->paniclog, us->s);
+	for (size_t i = 0; i < 2; i++)
+		if (d->created_dirs[i] != NULL && chown(d->created_dirs[i], pw->pw_uid, gid) < 0)
+			diag_fatal("cannot give directory %s to user %s: %m", d->created_dirs[i], us->s);
 	if (setgroups(1, &gid) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0)
 		diag_fatal("cannot switch to user %s: %m", us->s);
 	if (setuid(0) == 0)
@@ -233,7 +260,7 @@ daemon_run(const struct daemon_options *opts, struct conf *conf)
 	if ((d.lock_fd = spool_lock_acquire(spool, err, sizeof(err))) < 0)
 		diag_fatal("%s", err);
 	d.pidfile = xstrdup(conf_global(conf, &conf_opt_pidfile)->s);
-	if (pidfile_write(d.pidfile, err, sizeof(err)) < 0) {
+	if (make_parent_dir(&d, d.pidfile, 1) < 0 || pidfile_write(d.pidfile, err, sizeof(err)) < 0) {
 		free(d.pidfile);
 		d.pidfile = NULL;
 		diag_fatal("%s", err);
@@ -288,5 +315,7 @@ daemon_run(const struct daemon_options *opts, struct conf *conf)
 	conf_install(NULL);
 	diag_close();
 	free(d.paniclog);
+	free(d.created_dirs[0]);
+	free(d.created_dirs[1]);
 	return 0;
 }

@@ -201,6 +201,41 @@ class LifecycleTest(LogFormat, unittest.TestCase):
         self.assertIn("stopped", d.paniclog())
         self.assertPaniclogWellFormed(d)
 
+    def test_reload_refuses_restart_only_change(self):
+        d = self.daemon()
+        d.wait_log("started")
+        mark = len(d.paniclog())
+        d.write_conf(CONF.replace("Event_Loops = 2", "Event_Loops = 3"))
+        d.reload()
+        line = d.wait_log(r"\[warn\] reload refused.*", since=mark)
+        self.assertIn("Event_Loops cannot change while impetusd runs", d.paniclog()[mark:])
+        self.assertRegex(d.paniclog()[mark:], error_location(d.conf_path, 4, 1))
+        self.assertTrue(d.running(), d.diagnostics())
+        self.assertEqual(d.stop(), 0, d.diagnostics())
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to test the privilege drop")
+    def test_drops_privileges_to_user(self):
+        conf = CONF + "Security { User = nobody }\n"
+        d = harness.Daemon(conf)
+        self.addCleanup(d.close)
+        os.chmod(d.workdir, 0o755)          # nobody must reach var/ below it
+        d.start()
+        d.wait_log(r"running as user nobody")
+        with open("/proc/%d/status" % d.pid) as f:
+            status = f.read()
+        uids = re.search(r"(?m)^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", status).groups()
+        self.assertEqual(set(uids), {"65534"}, "real, effective, saved and fs uid must be nobody")
+        self.assertRegex(status, r"(?m)^Groups:\s*65534\s*$")
+        # After the drop the paniclog can still be reopened (rotation) and written.
+        os.rename(d.paniclog_path, d.paniclog_path + ".1")
+        d.reopen_logs()
+        harness.wait_until(lambda: os.path.exists(d.paniclog_path), 10)
+        mark = len(d.paniclog())
+        d.write_conf(conf + "# again\n")
+        d.reload()
+        d.wait_log("configuration reloaded", since=mark)
+        self.assertEqual(d.stop(), 0, d.diagnostics())
+
     def test_second_daemon_on_same_spool_refused(self):
         first = self.daemon()
         first.wait_log("started")

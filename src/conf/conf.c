@@ -24,6 +24,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "conf/binding_table.h"
 #include "conf/conf_internal.h"
 #include "conf/throttle.h"
 #include "lib/xalloc.h"
@@ -350,19 +351,31 @@ build_scope(struct conf_builder *b, struct conf_scope *scope, struct conf_item *
 	scope->nhost_res = hres.n;
 }
 
+/* The entry of binding name in c, made present (slot from the process table). */
 static struct conf_binding *
-binding_get(struct conf_builder *b, const char *name, size_t *cap)
+binding_get(struct conf_builder *b, const char *name, const struct conf_loc *loc)
 {
 	struct conf *c = b->c;
+	int slot = binding_table_intern(name);
 
-	for (size_t i = 0; i < c->nbindings; i++)
-		if (strcmp(c->bindings[i].name, name) == 0)
-			return &c->bindings[i];
-	arena_grow_array(&c->arena, (void **)&c->bindings, cap, c->nbindings, sizeof(*c->bindings));
-	struct conf_binding *bd = &c->bindings[c->nbindings];
-	memset(bd, 0, sizeof(*bd));
-	bd->name = name;
-	bd->slot = (int)c->nbindings++;
+	if (slot < 0) {
+		conf_error(b->errs, loc, "too many bindings (at most %d)", BINDING_SLOTS_MAX);
+		return NULL;
+	}
+	if ((size_t)slot >= c->nbindings) {
+		size_t n = (size_t)slot + 1;
+		struct conf_binding *nb = arena_zalloc(&c->arena, n * sizeof(*nb));
+		if (c->nbindings)
+			memcpy(nb, c->bindings, c->nbindings * sizeof(*nb));
+		c->bindings = nb;
+		c->nbindings = n;
+	}
+	struct conf_binding *bd = &c->bindings[slot];
+	if (!bd->present) {
+		bd->present = 1;
+		bd->name = name;
+		bd->slot = slot;
+	}
 	return bd;
 }
 
@@ -371,14 +384,14 @@ build_bindings(struct conf_builder *b)
 {
 	struct conf *c = b->c;
 	struct arena *a = &c->arena;
-	size_t bcap = 0, gcap = 0;
+	size_t gcap = 0;
 
 	/* Group 0 and slot 0 are "default", configured or not. */
 	arena_grow_array(a, (void **)&c->groups, &gcap, 0, sizeof(*c->groups));
 	memset(&c->groups[0], 0, sizeof(c->groups[0]));
 	c->groups[0].name = "default";
 	c->ngroups = 1;
-	binding_get(b, "default", &bcap);
+	binding_get(b, "default", NULL);
 
 	for (size_t i = 0; i < c->global->nchildren; i++) {
 		const struct conf_scope *g = c->global->children[i];
@@ -394,46 +407,46 @@ build_bindings(struct conf_builder *b)
 		c->groups[c->ngroups].scope = g;
 		c->ngroups++;
 	}
-	/* In-group stanzas first: they decide membership. */
+	/* Group membership is kept as an index until the arrays stop moving. */
 	for (size_t gi = 0; gi < c->ngroups; gi++) {
 		const struct conf_scope *g = c->groups[gi].scope;
 		for (size_t i = 0; g != NULL && i < g->nchildren; i++) {
 			const struct conf_scope *s = g->children[i];
 			if (s->kind != CONF_SCOPE_BINDING)
 				continue;
-			struct conf_binding *bd = binding_get(b, s->name, &bcap);
+			struct conf_binding *bd = binding_get(b, s->name, &s->loc);
+			if (bd == NULL)
+				continue;
 			if (bd->in_group != NULL) {
 				conf_error(b->errs, &s->loc,
 				           "Binding \"%s\" is already a member of Binding_Group \"%s\" (%s:%d:%d); "
 				           "a binding belongs to one group", s->name,
-				           c->groups[(size_t)(uintptr_t)bd->group].name,
+				           c->groups[bd->group_index].name,
 				           bd->in_group->loc.file, bd->in_group->loc.line, bd->in_group->loc.col);
 				continue;
 			}
 			bd->in_group = s;
-			bd->group = (struct conf_binding_group *)(uintptr_t)gi; /* index for now */
+			bd->group_index = gi;
 		}
 	}
 	for (size_t i = 0; i < c->global->nchildren; i++) {
 		const struct conf_scope *s = c->global->children[i];
-		if (s->kind == CONF_SCOPE_BINDING)
-			binding_get(b, s->name, &bcap)->top = s;
+		struct conf_binding *bd;
+		if (s->kind == CONF_SCOPE_BINDING && (bd = binding_get(b, s->name, &s->loc)) != NULL)
+			bd->top = s;
 	}
-	/* Resolve group pointers now that the arrays have stopped moving. */
-	for (size_t i = 0; i < c->nbindings; i++) {
-		struct conf_binding *bd = &c->bindings[i];
-		size_t gi = bd->in_group != NULL ? (size_t)(uintptr_t)bd->group : 0;
-		bd->group = &c->groups[gi];
-	}
+	for (size_t i = 0; i < c->nbindings; i++)
+		if (c->bindings[i].present)
+			c->bindings[i].group = &c->groups[c->bindings[i].group_index];
 	for (size_t gi = 0; gi < c->ngroups; gi++) {
 		struct conf_binding_group *g = &c->groups[gi];
 		size_t n = 0;
 		for (size_t i = 0; i < c->nbindings; i++)
-			if (c->bindings[i].group == g)
+			if (c->bindings[i].present && c->bindings[i].group == g)
 				n++;
 		g->slots = arena_alloc(a, (n ? n : 1) * sizeof(int));
 		for (size_t i = 0; i < c->nbindings; i++)
-			if (c->bindings[i].group == g)
+			if (c->bindings[i].present && c->bindings[i].group == g)
 				g->slots[g->nslots++] = c->bindings[i].slot;
 	}
 }
@@ -535,6 +548,10 @@ conf_install(struct conf *c)
 {
 	struct conf *old;
 
+	/* Publish the running binding groups for config_get_binding_group_name_from_id. */
+	for (size_t i = 0; c != NULL && i < c->nbindings; i++)
+		if (c->bindings[i].present)
+			binding_table_set_group((int)i, c->bindings[i].group->name);
 	pthread_mutex_lock(&conf_live_lock);
 	old = conf_live;
 	conf_live = c;
@@ -723,7 +740,9 @@ conf_scope_child(const struct conf_scope *s, uint32_t kind, size_t i)
 static const struct conf_binding *
 binding_at(const struct conf *c, int slot)
 {
-	return slot >= 0 && (size_t)slot < c->nbindings ? &c->bindings[slot] : NULL;
+	if (slot < 0 || (size_t)slot >= c->nbindings || !c->bindings[slot].present)
+		return NULL;
+	return &c->bindings[slot];
 }
 
 const struct conf_setting *
@@ -782,7 +801,7 @@ int
 conf_binding_slot(const struct conf *c, const char *name)
 {
 	for (size_t i = 0; i < c->nbindings; i++)
-		if (strcmp(c->bindings[i].name, name) == 0)
+		if (c->bindings[i].present && strcmp(c->bindings[i].name, name) == 0)
 			return (int)i;
 	return -1;
 }

@@ -146,8 +146,10 @@ struct conf_scope {
 
 /* A binding: a slot number indexes per-binding state everywhere. */
 struct conf_binding {
+	int present;                        /* configured in this generation */
 	const char *name;
-	int slot;                           /* 0 is "default" */
+	int slot;                           /* process-wide, stable across reloads; 0 is "default" */
+	size_t group_index;                 /* index into conf.groups (while building) */
 	const struct conf_scope *in_group;  /* the stanza inside its group, or NULL */
 	const struct conf_scope *top;       /* the top-level stanza, or NULL */
 	struct conf_binding_group *group;
@@ -167,7 +169,7 @@ struct conf {
 	struct conf_ast *ast;               /* values point into it */
 	struct arena arena;                 /* scopes, settings, tables */
 	struct conf_scope *global;
-	struct conf_binding *bindings;      /* indexed by slot */
+	struct conf_binding *bindings;      /* indexed by slot; check .present */
 	size_t nbindings;
 	struct conf_binding_group *groups;  /* [0] is "default" */
 	size_t ngroups;

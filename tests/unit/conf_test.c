@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <impetus/binding.h>
+
+#include "conf/binding_table.h"
 #include "conf/conf.h"
 #include "conf/conf_core.h"
 #include "conf/throttle.h"
@@ -390,11 +393,15 @@ test_bindings(void)
 
 	if (c == NULL)
 		return;
-	CHECK_INT(c->nbindings, 4, "default + 3");
+	size_t present = 0;
+	for (size_t i = 0; i < c->nbindings; i++)
+		present += c->bindings[i].present;
+	CHECK_INT(present, 4, "default + 3");
 	CHECK_INT(conf_binding_slot(c, "default"), 0, "default slot");
 	CHECK_STR(conf_binding_name(c, 0), "default", "slot 0");
 	for (int slot = 0; slot < (int)c->nbindings; slot++)
-		CHECK_INT(conf_binding_slot(c, conf_binding_name(c, slot)), slot, "round trip");
+		if (c->bindings[slot].present)
+			CHECK_INT(conf_binding_slot(c, conf_binding_name(c, slot)), slot, "round trip");
 	CHECK_INT(conf_binding_slot(c, "nope"), -1, "unknown name");
 	CHECK(conf_binding_name(c, 99) == NULL && conf_binding_name(c, -1) == NULL, "unknown slot");
 	const struct conf_binding_group *g = conf_binding_group_find(c, "g");
@@ -408,6 +415,35 @@ test_bindings(void)
 	const struct conf_setting *s = conf_resolve(c, &conf_opt_ehlo_hostname, b1, "x.test");
 	CHECK(s != NULL && strcmp(s->s, "top.test") == 0, "top-level stanza of b1 applies");
 	conf_unref(c);
+}
+
+/* Slots are process-wide: stable across generations, never reused. */
+static void
+test_binding_slots_stable(void)
+{
+	struct conf *a = load_ok("Binding \"s1\" { }\nBinding \"s2\" { }\n");
+	struct conf *b = load_ok("Binding_Group \"grp\" { Binding \"s3\" { } Binding \"s2\" { } }\n");
+
+	if (a == NULL || b == NULL)
+		return;
+	int s2a = conf_binding_slot(a, "s2"), s2b = conf_binding_slot(b, "s2");
+	CHECK(s2a > 0 && s2a == s2b, "s2 keeps its slot: %d then %d", s2a, s2b);
+	CHECK_INT(conf_binding_slot(b, "s1"), -1, "s1 is not configured in b");
+	CHECK(conf_binding_slot(b, "s3") != conf_binding_slot(a, "s1"), "slots are not reused");
+	CHECK_INT(config_get_binding_id_from_name("s2"), s2a, "public name -> slot");
+	CHECK_STR(config_get_binding_name_from_id(s2a), "s2", "public slot -> name");
+	CHECK_STR(config_get_binding_name_from_id(0), "default", "slot 0");
+	CHECK(config_get_binding_name_from_id(-1) == NULL, "slot -1");
+	CHECK(config_get_binding_name_from_id(BINDING_SLOTS_MAX + 5) == NULL, "slot past the end");
+	CHECK_INT(config_get_binding_id_from_name("never-configured"), EC_BINDING_SLOT_UNBOUND, "unknown");
+	/* Groups follow the installed generation. */
+	conf_install(conf_ref(a));
+	CHECK_STR(config_get_binding_group_name_from_id(s2a), "default", "s2 in default group");
+	conf_install(conf_ref(b));
+	CHECK_STR(config_get_binding_group_name_from_id(s2a), "grp", "s2 moved to grp");
+	conf_install(NULL);
+	conf_unref(a);
+	conf_unref(b);
 }
 
 static void
@@ -533,6 +569,7 @@ TEST_MAIN("conf",
 	TEST(test_types),
 	TEST(test_errors),
 	TEST(test_bindings),
+	TEST(test_binding_slots_stable),
 	TEST(test_registry),
 	TEST(test_reload_keeps_running_conf),
 	TEST(test_default_config))

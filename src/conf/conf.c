@@ -25,6 +25,7 @@
 #include <strings.h>
 
 #include "conf/binding_table.h"
+#include "conf/conf_core.h"
 #include "conf/conf_internal.h"
 #include "conf/throttle.h"
 #include "lib/xalloc.h"
@@ -33,6 +34,8 @@ struct conf_builder {
 	struct conf *c;
 	struct conf_errors *errs;
 	size_t throttles_cap;
+	const char *const *search_path;     /* Module_Search_Path, for the resolver */
+	size_t nsearch_path;
 };
 
 struct scope_vec {
@@ -49,6 +52,7 @@ static const struct conf_scope *find_named(struct conf_scope **lit, size_t nlit,
                                            struct conf_scope **res, size_t nres,
                                            const char *name);
 
+static conf_stanza_resolver_fn *conf_stanza_resolver;
 static pthread_mutex_t conf_live_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct conf *conf_live;              /* the running generation */
 static atomic_uint_fast64_t conf_generations;
@@ -197,6 +201,14 @@ build_stanza(struct conf_builder *b, struct conf_scope *parent, struct conf_item
 	const struct conf_stanza_def *def = conf_stanza_find(it->name);
 	struct strbuf where = STRBUF_INIT;
 
+	if (def == NULL && parent->kind == CONF_SCOPE_GLOBAL && conf_stanza_resolver != NULL) {
+		char err[512] = "";
+		def = conf_stanza_resolver(it->name, b->search_path, b->nsearch_path, err, sizeof(err));
+		if (def == NULL && err[0] != '\0') {
+			conf_error(b->errs, &it->loc, "%s", err);
+			return;
+		}
+	}
 	if (def == NULL) {
 		conf_error(b->errs, &it->loc, "unknown stanza \"%s\"", it->name);
 		return;
@@ -225,6 +237,7 @@ build_stanza(struct conf_builder *b, struct conf_scope *parent, struct conf_item
 
 	struct conf_scope *s = arena_zalloc(a, sizeof(*s));
 	s->kind = def->scope;
+	s->def = def;
 	s->keyword = def->keyword;
 	s->loc = it->loc;
 	s->parent = parent;
@@ -289,7 +302,9 @@ build_scope(struct conf_builder *b, struct conf_scope *scope, struct conf_item *
 			build_stanza(b, scope, it, &children, &lits, &res, &hlits, &hres);
 			continue;
 		}
-		const struct conf_option *opt = conf_option_find(it->name);
+		const struct conf_option *opt = conf_stanza_option_find(scope->def, it->name);
+		if (opt == NULL)
+			opt = conf_option_find(it->name);
 		if (opt == NULL) {
 			if (conf_stanza_find(it->name) != NULL)
 				conf_error(b->errs, &it->loc, "%s is a stanza, not an option: %s { … }",
@@ -451,6 +466,35 @@ build_bindings(struct conf_builder *b)
 	}
 }
 
+void
+conf_set_stanza_resolver(conf_stanza_resolver_fn *fn)
+{
+	conf_stanza_resolver = fn;
+}
+
+/* The global Module_Search_Path, wherever it is in the file (modules may be
+ * named before it). A bad value is reported again by build_scope. */
+static void
+find_search_path(struct conf_builder *b, struct conf_ast *ast)
+{
+	struct conf_errors ignored = { STRBUF_INIT, 0 };
+	const struct conf_setting *s = NULL;
+
+	for (size_t i = 0; i < ast->nitems && s == NULL; i++) {
+		struct conf_item *it = ast->items[i];
+		if (it->kind == CONF_ITEM_OPTION && strcasecmp(it->name, conf_opt_module_search_path.name) == 0)
+			s = conf_setting_convert(&b->c->arena, &conf_opt_module_search_path, it->value,
+			                         NULL, &ignored);
+	}
+	conf_errors_free(&ignored);
+	if (s == NULL)
+		s = conf_opt_module_search_path.def_setting;
+	if (s != NULL) {
+		b->search_path = s->list;
+		b->nsearch_path = s->nlist;
+	}
+}
+
 static struct conf *
 conf_build(struct conf_ast *ast, const char *source, struct conf_errors *errs)
 {
@@ -469,6 +513,7 @@ conf_build(struct conf_ast *ast, const char *source, struct conf_errors *errs)
 	c->global->loc.file = c->source;
 	b.c = c;
 	b.errs = errs;
+	find_search_path(&b, ast);
 	build_scope(&b, c->global, ast->items, ast->nitems);
 	build_bindings(&b);
 	if (errs->count != before) {

@@ -37,60 +37,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <impetus/config.h>
+
 #include "conf/conf_parse.h"
 
 struct throttle;
 
-/* Scope kinds, as bits so that an option can list where it may appear. */
-enum {
-	CONF_SCOPE_GLOBAL           = 1u << 0,
-	CONF_SCOPE_BINDING_GROUP    = 1u << 1,
-	CONF_SCOPE_BINDING          = 1u << 2,
-	CONF_SCOPE_DOMAIN           = 1u << 3,
-	CONF_SCOPE_HOST             = 1u << 4,
-	CONF_SCOPE_ESMTP_LISTENER   = 1u << 5,
-	CONF_SCOPE_CONTROL_LISTENER = 1u << 6,
-	CONF_SCOPE_LISTEN           = 1u << 7,
-	CONF_SCOPE_PEER             = 1u << 8,
-	CONF_SCOPE_SECURITY         = 1u << 9,
-	CONF_SCOPE_THREADPOOL       = 1u << 10,
-	CONF_SCOPE_EC_LOGGER        = 1u << 11,
-	CONF_SCOPE_FIRST_DYNAMIC    = 1u << 16,     /* modules allocate from here */
-};
-#define CONF_SCOPES_OUTBOUND (CONF_SCOPE_GLOBAL | CONF_SCOPE_BINDING_GROUP | \
-                              CONF_SCOPE_BINDING | CONF_SCOPE_DOMAIN)
 
-enum conf_type {
-	CONF_T_BOOL,        /* true/false, yes/no, on/off, 1/0 */
-	CONF_T_INT,         /* a decimal integer within [min, max] */
-	CONF_T_DURATION,    /* seconds; suffixes s, m, h, d accepted */
-	CONF_T_SIZE,        /* bytes; suffixes K, M, G (powers of 1024) accepted */
-	CONF_T_STRING,      /* one word or string */
-	CONF_T_ENUM,        /* one of enum_values, case-insensitive */
-	CONF_T_LIST,        /* ( "a" "b" ), or one string as a list of one */
-	CONF_T_THROTTLE,    /* "N" per second or "N/S": N per S seconds */
-	CONF_T_PARAMS,      /* [ k = v … ], kept raw */
-};
 
-enum {
-	CONF_F_RESTART = 1u << 0,   /* cannot change on reload: restart needed */
-};
-
-struct conf_setting;
-
-struct conf_option {
-	const char *name;                   /* canonical spelling; matched case-insensitively */
-	enum conf_type type;
-	const char *def;                    /* default as configuration text; NULL = unset */
-	uint32_t scopes;                    /* CONF_SCOPE_* where it may appear */
-	uint32_t flags;                     /* CONF_F_* */
-	int64_t min, max;                   /* INT, DURATION, SIZE bounds (0, 0 = any >= 0) */
-	const char *const *enum_values;     /* ENUM: NULL-terminated */
-	const char *help;                   /* one line for documentation and --help */
-	/* Filled by conf_option_register: */
-	int id;                             /* registry index */
-	const struct conf_setting *def_setting; /* parsed default, NULL when unset */
-};
 
 /* A stanza kind: a keyword, the scope it opens, where it may appear. */
 enum conf_naming {
@@ -105,25 +59,15 @@ struct conf_stanza_def {
 	uint32_t parents;       /* scopes where it may appear */
 	enum conf_naming naming;
 	int repeatable;         /* several instances with the same name in one scope */
+	struct conf_option *const *options; /* NULL-terminated options known only inside
+	                                     * this stanza (a module's), or NULL; their
+	                                     * scopes default to the stanza's own */
 };
 
-/* A typed value, set in one scope (or the default of its option). */
-struct conf_setting {
-	const struct conf_option *opt;
-	struct conf_loc loc;                /* where it was set; file NULL for a default */
-	const struct conf_scope *scope;     /* where it was set; NULL for a default */
-	const struct conf_value *raw;       /* the parsed value, for PARAMS and rendering */
-	int64_t i;                          /* BOOL 0/1, INT, DURATION (s), SIZE (bytes), ENUM index */
-	const char *s;                      /* STRING, ENUM canonical spelling */
-	const char **list;                  /* LIST elements */
-	size_t nlist;
-	int64_t thr_count;                  /* THROTTLE: N events … */
-	int64_t thr_period_s;               /* … per this many seconds */
-	struct throttle *throttle;          /* THROTTLE: the one bucket of this declaration */
-};
 
 struct conf_scope {
 	uint32_t kind;                      /* CONF_SCOPE_* */
+	const struct conf_stanza_def *def;  /* the stanza kind; NULL for the root */
 	const char *keyword;                /* stanza keyword as defined; "global" for the root */
 	const char *name;                   /* instance name, or NULL */
 	struct conf_loc loc;
@@ -186,6 +130,19 @@ int conf_option_count(void);
 const struct conf_option *conf_option_at(int id);
 int conf_stanza_register(const struct conf_stanza_def *def, char *err, size_t errlen);
 const struct conf_stanza_def *conf_stanza_find(const char *keyword);
+/* A resolver for stanza keywords nobody registered (the module loader: a
+ * stanza named after a module loads it). Called while a configuration is
+ * built, on the thread building it, with the global Module_Search_Path. It
+ * returns the stanza's definition, or NULL with a reason in err ("" when it
+ * has nothing to say: the stanza is then "unknown"). */
+typedef const struct conf_stanza_def *conf_stanza_resolver_fn(const char *keyword,
+                                                             const char *const *search_path,
+                                                             size_t npath, char *err,
+                                                             size_t errlen);
+void conf_set_stanza_resolver(conf_stanza_resolver_fn *fn);
+/* conf_stanza_option_find: an option local to def, or NULL. */
+const struct conf_option *conf_stanza_option_find(const struct conf_stanza_def *def,
+                                                  const char *name);
 /* conf_scope_allocate: a new scope bit for a module's stanza; 0 when none left. */
 uint32_t conf_scope_allocate(void);
 /* conf_registry_init: register the core options and stanzas (idempotent). */

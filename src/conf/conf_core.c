@@ -40,6 +40,11 @@ struct conf_option conf_opt_group = {
 	.scopes = CONF_SCOPE_GLOBAL | CONF_SCOPE_SECURITY, .flags = CONF_F_RESTART,
 	.help = "group to run as after binding sockets (default: the user's group)",
 };
+struct conf_option conf_opt_module_search_path = {
+	.name = "Module_Search_Path", .type = CONF_T_LIST, .def = "( \"" IMPETUS_MODULE_DIR "\" )",
+	.scopes = CONF_SCOPE_GLOBAL,
+	.help = "directories searched, in order, for <module>.so when a stanza names a module",
+};
 struct conf_option conf_opt_concurrency = {
 	.name = "Concurrency", .type = CONF_T_INT, .def = "4",
 	.scopes = CONF_SCOPE_THREADPOOL, .flags = CONF_F_RESTART, .min = 1, .max = 1024,
@@ -103,6 +108,7 @@ static struct conf_option *const core_options[] = {
 	&conf_opt_event_loops,
 	&conf_opt_user,
 	&conf_opt_group,
+	&conf_opt_module_search_path,
 	&conf_opt_concurrency,
 	&conf_opt_paniclog,
 	&conf_opt_max_outbound_connections,
@@ -117,16 +123,16 @@ static struct conf_option *const core_options[] = {
 };
 
 static const struct conf_stanza_def core_stanzas[] = {
-	{ "Binding_Group", CONF_SCOPE_BINDING_GROUP, CONF_SCOPE_GLOBAL, CONF_NAME_REQUIRED, 0 },
+	{ "Binding_Group", CONF_SCOPE_BINDING_GROUP, CONF_SCOPE_GLOBAL, CONF_NAME_REQUIRED, 0, NULL },
 	{ "Binding", CONF_SCOPE_BINDING, CONF_SCOPE_GLOBAL | CONF_SCOPE_BINDING_GROUP,
-	  CONF_NAME_REQUIRED, 0 },
+	  CONF_NAME_REQUIRED, 0, NULL },
 	{ "Domain", CONF_SCOPE_DOMAIN,
-	  CONF_SCOPE_GLOBAL | CONF_SCOPE_BINDING_GROUP | CONF_SCOPE_BINDING, CONF_NAME_REQUIRED, 0 },
+	  CONF_SCOPE_GLOBAL | CONF_SCOPE_BINDING_GROUP | CONF_SCOPE_BINDING, CONF_NAME_REQUIRED, 0, NULL },
 	{ "Host", CONF_SCOPE_HOST,
-	  CONF_SCOPE_GLOBAL | CONF_SCOPE_BINDING_GROUP | CONF_SCOPE_BINDING, CONF_NAME_REQUIRED, 0 },
-	{ "Security", CONF_SCOPE_SECURITY, CONF_SCOPE_GLOBAL, CONF_NAME_NONE, 0 },
-	{ "ThreadPool", CONF_SCOPE_THREADPOOL, CONF_SCOPE_GLOBAL, CONF_NAME_REQUIRED, 0 },
-	{ "ec_logger", CONF_SCOPE_EC_LOGGER, CONF_SCOPE_GLOBAL, CONF_NAME_OPTIONAL, 0 },
+	  CONF_SCOPE_GLOBAL | CONF_SCOPE_BINDING_GROUP | CONF_SCOPE_BINDING, CONF_NAME_REQUIRED, 0, NULL },
+	{ "Security", CONF_SCOPE_SECURITY, CONF_SCOPE_GLOBAL, CONF_NAME_NONE, 0, NULL },
+	{ "ThreadPool", CONF_SCOPE_THREADPOOL, CONF_SCOPE_GLOBAL, CONF_NAME_REQUIRED, 0, NULL },
+	{ "ec_logger", CONF_SCOPE_EC_LOGGER, CONF_SCOPE_GLOBAL, CONF_NAME_OPTIONAL, 0, NULL },
 };
 
 static pthread_once_t registry_once = PTHREAD_ONCE_INIT;

@@ -16,6 +16,7 @@ extern struct conf_option conf_opt_pidfile;
 extern struct conf_option conf_opt_event_loops;
 extern struct conf_option conf_opt_user;
 extern struct conf_option conf_opt_group;
+extern struct conf_option conf_opt_module_search_path;
 extern struct conf_option conf_opt_concurrency;         /* ThreadPool */
 extern struct conf_option conf_opt_paniclog;            /* ec_logger */
 

@@ -26,14 +26,11 @@
 
 #include <stddef.h>
 
+#include <impetus/config.h>
+
 #include "lib/arena.h"
 #include "lib/strbuf.h"
 
-struct conf_loc {
-	const char *file;   /* file name as opened; owned by the tree's arena */
-	int line;           /* 1-based */
-	int col;            /* 1-based, in bytes */
-};
 
 enum conf_value_kind {
 	CONF_VAL_STRING,    /* a quoted string or a bare word */

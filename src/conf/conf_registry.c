@@ -64,10 +64,19 @@ hash_probe(struct registry_slot *table, const char *key)
 	return &table[i];
 }
 
+static int option_register(struct conf_option *opt, int local, char *err, size_t errlen);
+
 int
 conf_option_register(struct conf_option *opt, char *err, size_t errlen)
 {
-	struct registry_slot *slot;
+	return option_register(opt, 0, err, errlen);
+}
+
+/* Register opt: into the global namespace, or (local) only into the id table. */
+static int
+option_register(struct conf_option *opt, int local, char *err, size_t errlen)
+{
+	struct registry_slot *slot = NULL;
 
 	if (opt->name == NULL || opt->name[0] == '\0' || opt->scopes == 0) {
 		snprintf(err, errlen, "option definition without a name or scopes");
@@ -81,10 +90,12 @@ conf_option_register(struct conf_option *opt, char *err, size_t errlen)
 		snprintf(err, errlen, "option %s: an enum without values", opt->name);
 		return -1;
 	}
-	slot = hash_probe(reg_option_hash, opt->name);
-	if (slot->key != NULL) {
-		snprintf(err, errlen, "option %s is already registered", opt->name);
-		return -1;
+	if (!local) {
+		slot = hash_probe(reg_option_hash, opt->name);
+		if (slot->key != NULL) {
+			snprintf(err, errlen, "option %s is already registered", opt->name);
+			return -1;
+		}
 	}
 	if (reg_arena.chunk_size == 0)
 		arena_init(&reg_arena, 16384);
@@ -116,8 +127,10 @@ conf_option_register(struct conf_option *opt, char *err, size_t errlen)
 	}
 	opt->id = reg_noptions;
 	reg_options[reg_noptions++] = opt;
-	slot->key = opt->name;
-	slot->def = opt;
+	if (slot != NULL) {
+		slot->key = opt->name;
+		slot->def = opt;
+	}
 	return 0;
 }
 
@@ -165,6 +178,20 @@ conf_stanza_register(const struct conf_stanza_def *def, char *err, size_t errlen
 		snprintf(err, errlen, "stanza %s is already registered", def->keyword);
 		return -1;
 	}
+	for (size_t i = 0; def->options != NULL && def->options[i] != NULL; i++) {
+		struct conf_option *opt = def->options[i];
+		for (size_t j = 0; j < i; j++) {
+			if (strcasecmp(def->options[j]->name, opt->name) == 0) {
+				snprintf(err, errlen, "stanza %s: option %s listed twice", def->keyword,
+				         opt->name);
+				return -1;
+			}
+		}
+		if (opt->scopes == 0)
+			opt->scopes = def->scope;
+		if (option_register(opt, 1, err, errlen) < 0)
+			return -1;
+	}
 	slot->key = def->keyword;
 	slot->def = (void *)def;
 	reg_nstanzas++;
@@ -188,4 +215,13 @@ conf_scope_allocate(void)
 		return 0;
 	reg_next_scope <<= 1;       /* becomes 0 after bit 31: no more */
 	return bit;
+}
+
+const struct conf_option *
+conf_stanza_option_find(const struct conf_stanza_def *def, const char *name)
+{
+	for (size_t i = 0; def != NULL && def->options != NULL && def->options[i] != NULL; i++)
+		if (strcasecmp(def->options[i]->name, name) == 0)
+			return def->options[i];
+	return NULL;
 }

@@ -147,17 +147,17 @@ imp_hook_leave(void)
 	typedef imp_hook_##scope##_##name##_func_t ec_hook_##scope##_##name##_func_t; \
 	static const char imp_hook_proto_##scope##_##name[]                   \
 		__attribute__((unused)) = #typedefargs;                       \
-	static inline int has_##scope##_##name##_hook(void)                   \
+	static inline __attribute__((unused)) int has_##scope##_##name##_hook(void)                \
 	{                                                                     \
 		return atomic_load_explicit(&IMP_HOOK_HEAD(scope, name).live, \
 		                            memory_order_acquire) != NULL;    \
 	}                                                                     \
-	static inline void register_##scope##_##name##_hook_first(            \
+	static inline __attribute__((unused)) void register_##scope##_##name##_hook_first(          \
 		imp_hook_##scope##_##name##_func_t *fn, void *closure)        \
 	{                                                                     \
 		imp_hook_register(&IMP_HOOK_HEAD(scope, name), (void (*)(void))fn, closure, 1); \
 	}                                                                     \
-	static inline void register_##scope##_##name##_hook_last(             \
+	static inline __attribute__((unused)) void register_##scope##_##name##_hook_last(          \
 		imp_hook_##scope##_##name##_func_t *fn, void *closure)        \
 	{                                                                     \
 		imp_hook_register(&IMP_HOOK_HEAD(scope, name), (void (*)(void))fn, closure, 0); \
@@ -165,7 +165,7 @@ imp_hook_leave(void)
 
 #define IMP_DECLARE_VOID_HOOK(scope, name, typedefargs, declargs, callargs)   \
 	IMP_DECLARE_HOOK_COMMON_(scope, void, name, typedefargs)              \
-	static inline void call_##scope##_##name##_hook declargs              \
+	static inline __attribute__((unused)) void call_##scope##_##name##_hook declargs          \
 	{                                                                     \
 		struct imp_hook_set *imp_hook_s_;                             \
 		imp_hook_enter();                                             \
@@ -182,7 +182,7 @@ imp_hook_leave(void)
 
 #define IMP_DECLARE_HOOK(scope, rettype, name, typedefargs, declargs, callargs, handleret) \
 	IMP_DECLARE_HOOK_COMMON_(scope, rettype, name, typedefargs)           \
-	static inline rettype call_##scope##_##name##_hook declargs           \
+	static inline __attribute__((unused)) rettype call_##scope##_##name##_hook declargs          \
 	{                                                                     \
 		struct imp_hook_set *imp_hook_s_;                             \
 		rettype imp_hook_rv_ = (rettype)0;                            \

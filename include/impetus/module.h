@@ -20,14 +20,25 @@
  *     generation that is installed (start and each reload), inside a hook
  *     registration transaction: read settings, open resources, register
  *     hooks (register_core_<hook>_hook_first/_last). A non-zero return
- *     refuses the whole generation (the running one stays) with err;
+ *     refuses the whole generation (the running one stays) with err; the
+ *     failing init frees what it allocated itself, the instances that
+ *     succeeded get fini;
  *   - reload(inst, old): when set, called instead of init for an instance
  *     whose name also existed in the previous generation, so that state
- *     (open files, counters) can move over with imp_module_instance_data;
- *   - fini(inst): when the instance's generation has been replaced, or at
- *     exit. Hooks registered by init belong to the generation and are gone.
- *   - verbs: console commands, "<module> <verb> args…" (issue 7's console;
- *     the daemon can dispatch them already).
+ *     (open files, counters) can carry over with imp_module_instance_data.
+ *     It registers its hooks again, like init. old keeps running (its hooks
+ *     fire) until the new generation is committed, and the new generation
+ *     may still be refused: copy or share state, never take it from old;
+ *   - fini(inst): when the instance's generation has been replaced and no
+ *     hook call can still be running its providers, or at exit. Hooks
+ *     registered by init belong to the generation and are gone.
+ *   - verbs: console commands, "<module>[:<instance>] <verb> args…"
+ *     (issue 7's console; the daemon can dispatch them already); run gets
+ *     argv[0] = the verb, then its arguments.
+ *
+ * Hook providers run on any thread, concurrently; everything else above on
+ * the main thread. A module is loaded once per process and never unloaded.
+ * docs/modules.md is the guide for module authors.
  *
  * In-tree modules (modules/) compile against include/impetus/ alone.
  */
@@ -49,7 +60,7 @@ extern "C" {
 
 struct imp_module_instance;
 
-/* Output of a console verb. */
+/* Output of a console verb: imp_console_printf appends to the command's answer. */
 struct imp_console_out;
 void imp_console_printf(struct imp_console_out *out, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -88,7 +99,8 @@ void imp_module_instance_set_data(struct imp_module_instance *inst, void *data);
 const struct conf_setting *imp_module_setting(const struct imp_module_instance *inst,
                                               const struct conf_option *opt);
 
-/* Diagnostics to the paniclog, prefixed with the module name. */
+/* Diagnostics to the paniclog, prefixed "module NAME: " ("module NAME/INSTANCE: "
+ * for a named instance). Any thread. */
 void imp_module_log_info(const struct imp_module_instance *inst, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void imp_module_log_warn(const struct imp_module_instance *inst, const char *fmt, ...)

@@ -6,13 +6,26 @@
  * running one; a bad file is refused and the old configuration stays),
  * reopen (SIGUSR1), stop (SIGTERM, SIGINT: loops finish their queued work,
  * the pool drains, the pidfile goes, exit 0). Start-up failures are fatal
- * with a message that says what to fix.
+ * with a message that says what to fix. daemon_load_conf installs the
+ * module loader first, so that a stanza named after a module loads it
+ * (also for --check).
+ *
+ * Modules (src/module/module.h) follow the configuration: at start, after
+ * privileges are dropped and before the loops run, the first module
+ * generation is initialized and committed (a failure is fatal); a reload
+ * checks restart-only options, then starts the new module generation
+ * (reload/init inside a hook transaction), then installs the configuration,
+ * then commits the hooks and finishes the old instances - any failure
+ * refuses the reload and the running configuration and modules stay. A 1 s
+ * timer on the main loop reclaims replaced hook arrays (and finis the
+ * instances that waited for that); at stop every instance is finished.
  */
 #include "daemon/daemon.h"
 
 #include <errno.h>
 #include <event2/event.h>
 #include <grp.h>
+#include <impetus/hook.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,10 +38,14 @@
 #include "conf/conf_core.h"
 #include "daemon/pidfile.h"
 #include "event/loop.h"
+#include "event/timer.h"
 #include "event/tpool.h"
 #include "lib/diag.h"
 #include "lib/strbuf.h"
 #include "lib/xalloc.h"
+#include "module/module.h"
+
+#define DAEMON_RECLAIM_MS 1000      /* period of the hook reclamation timer */
 
 struct daemon {
 	const struct daemon_options *opts;
@@ -40,6 +57,8 @@ struct daemon {
 	char *paniclog;                 /* path in use, owned; NULL = stderr only */
 	char *created_dirs[2];          /* log and pidfile directories we made, owned */
 	struct event *ev_term, *ev_int, *ev_hup, *ev_usr1;
+	struct module_generation *modules; /* the running module instances */
+	struct timer *reclaim_timer;    /* every DAEMON_RECLAIM_MS: hook arrays, old modules */
 };
 
 static struct daemon *daemon_self;      /* for the fatal exit hook */
@@ -48,6 +67,9 @@ static void daemon_exit_hook(void);
 static void on_stop(evutil_socket_t sig, short what, void *arg);
 static void on_reload(evutil_socket_t sig, short what, void *arg);
 static void on_reopen(evutil_socket_t sig, short what, void *arg);
+static void on_reclaim(struct timer *t, void *arg);
+static char *errors_join(struct conf_errors *errs);
+static void log_modules(const struct module_generation *g);
 static int make_parent_dir(struct daemon *d, const char *path, int slot);
 static int open_paniclog(struct daemon *d, const struct conf *c);
 static void drop_privileges(const struct conf *c, const struct daemon *d);
@@ -59,6 +81,7 @@ daemon_load_conf(const struct daemon_options *opts, void *errs_arg)
 	struct conf_errors *errs = errs_arg ? errs_arg : &local;
 	struct conf *c;
 
+	module_loader_install();
 	if (opts->conf_path != NULL)
 		c = conf_load_file(opts->conf_path, errs);
 	else
@@ -197,37 +220,87 @@ on_stop(evutil_socket_t sig, short what, void *arg)
 	loop_main_break(d->main_loop);
 }
 
+/* The errors of errs as one paniclog line (joined with ';'); the caller frees. */
+static char *
+errors_join(struct conf_errors *errs)
+{
+	char *text = strbuf_steal(&errs->text);
+	size_t len = strlen(text);
+
+	while (len > 0 && text[len - 1] == '\n')
+		text[--len] = '\0';
+	for (char *p = text; *p; p++)
+		if (*p == '\n')
+			*p = ';';
+	return text;
+}
+
+/* One paniclog line per module instance of g. */
+static void
+log_modules(const struct module_generation *g)
+{
+	struct strbuf lines = STRBUF_INIT;
+	char *line, *next;
+
+	module_generation_describe(g, &lines);
+	for (line = lines.data; line != NULL && *line; line = next) {
+		next = strchr(line, '\n');
+		if (next != NULL)
+			*next++ = '\0';
+		diag_info("%s", line);
+	}
+	strbuf_free(&lines);
+}
+
 static void
 on_reload(evutil_socket_t sig, short what, void *arg)
 {
 	struct daemon *d = arg;
 	struct conf_errors errs = { STRBUF_INIT, 0 };
+	struct module_generation *g = NULL;
 	struct conf *old, *fresh;
 
 	const char *name = d->opts->conf_path ? d->opts->conf_path : "<default>";
 
+	old = conf_current();
 	fresh = daemon_load_conf(d->opts, &errs);
-	if (fresh == NULL || conf_try_install(fresh, &errs) < 0) {
-		/* One paniclog line: the errors joined. */
-		char *text = strbuf_steal(&errs.text);
-		size_t len = strlen(text);
-		while (len > 0 && text[len - 1] == '\n')
-			text[--len] = '\0';
-		for (char *p = text; *p; p++)
-			if (*p == '\n')
-				*p = ';';
-		old = conf_current();
+	/* Restart-only changes first: modules are not reloaded for a refused file. */
+	if (fresh != NULL && conf_restart_changes(old, fresh, &errs) > 0) {
+		conf_unref(fresh);
+		fresh = NULL;
+	}
+	if (fresh != NULL && (g = module_generation_start(fresh, d->modules, &errs)) == NULL) {
+		conf_unref(fresh);
+		fresh = NULL;
+	}
+	if (fresh != NULL && conf_try_install(fresh, &errs) < 0) {
+		module_generation_abort(g);
+		fresh = NULL;
+	}
+	if (fresh == NULL) {
+		char *text = errors_join(&errs);
 		diag_warn("reload refused, keeping generation %llu: %s",
 		          (unsigned long long)old->generation, text);
-		conf_unref(old);
 		free(text);
+		conf_unref(old);
 		conf_errors_free(&errs);
 		return;
 	}
+	conf_unref(old);
+	module_generation_commit(g);
+	module_generation_finish(d->modules);
+	d->modules = g;
 	open_paniclog(d, fresh);
 	diag_info("configuration reloaded from %s (generation %llu)", name,
 	          (unsigned long long)fresh->generation);
+	log_modules(g);
 	conf_errors_free(&errs);
+}
+
+static void
+on_reclaim(struct timer *t, void *arg)
+{
+	module_reclaim();
 }
 
 static void
@@ -268,6 +341,15 @@ daemon_run(const struct daemon_options *opts, struct conf *conf)
 	/* Sockets are bound above this line; from here on, no root. */
 	drop_privileges(conf, &d);
 
+	/* Modules start as the daemon's user, before any thread can call a hook. */
+	struct conf_errors errs = { STRBUF_INIT, 0 };
+	if ((d.modules = module_generation_start(conf, NULL, &errs)) == NULL) {
+		char *text = errors_join(&errs);
+		diag_fatal("cannot start: %s", text);
+	}
+	conf_errors_free(&errs);
+	module_generation_commit(d.modules);
+
 	signal(SIGPIPE, SIG_IGN);
 	d.main_loop = loop_main_new();
 	struct event_base *base = loop_base(d.main_loop);
@@ -279,6 +361,8 @@ daemon_run(const struct daemon_options *opts, struct conf *conf)
 	    evsignal_add(d.ev_term, NULL) < 0 || evsignal_add(d.ev_int, NULL) < 0 ||
 	    evsignal_add(d.ev_hup, NULL) < 0 || evsignal_add(d.ev_usr1, NULL) < 0)
 		diag_fatal("cannot install signal handlers");
+	d.reclaim_timer = timer_new(d.main_loop, on_reclaim, &d);
+	timer_start_every_ms(d.reclaim_timer, DAEMON_RECLAIM_MS);
 
 	nloops = (int)conf_global(conf, &conf_opt_event_loops)->i;
 	if ((d.loops = loop_group_start(nloops, err, sizeof(err))) == NULL)
@@ -295,11 +379,17 @@ daemon_run(const struct daemon_options *opts, struct conf *conf)
 	          "%d event loops, %d IO threads, spool %s",
 	          IMPETUS_VERSION, (long)getpid(), conf->source,
 	          (unsigned long long)conf->generation, loop_group_count(d.loops), nio, spool);
+	log_modules(d.modules);
 
 	loop_main_run(d.main_loop);
 
 	loop_group_stop(d.loops);
 	tpool_stop(d.io_pool);
+	/* No thread can call a hook any more: withdraw them and fini every instance. */
+	module_shutdown(d.modules);
+	d.modules = NULL;
+	imp_hook_reclaim();
+	timer_free(d.reclaim_timer);
 	event_free(d.ev_term);
 	event_free(d.ev_int);
 	event_free(d.ev_hup);

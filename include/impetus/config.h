@@ -36,6 +36,7 @@ enum {
 	CONF_SCOPE_SECURITY         = 1u << 9,
 	CONF_SCOPE_THREADPOOL       = 1u << 10,
 	CONF_SCOPE_EC_LOGGER        = 1u << 11,
+	CONF_SCOPE_BOUNCE_LOGGER    = 1u << 12,
 	CONF_SCOPE_FIRST_DYNAMIC    = 1u << 16,     /* modules allocate from here */
 };
 #define CONF_SCOPES_OUTBOUND (CONF_SCOPE_GLOBAL | CONF_SCOPE_BINDING_GROUP | \

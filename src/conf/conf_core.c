@@ -56,6 +56,59 @@ struct conf_option conf_opt_paniclog = {
 	.help = "file for warnings, errors and notable events",
 };
 
+#define LOGGER_SCOPES (CONF_SCOPE_EC_LOGGER | CONF_SCOPE_BOUNCE_LOGGER)
+
+struct conf_option conf_opt_mainlog = {
+	.name = "Mainlog", .type = CONF_T_STRING,
+	.scopes = CONF_SCOPE_EC_LOGGER,
+	.help = "file for reception, delivery and failure records (R, D, T, P)",
+};
+struct conf_option conf_opt_rejectlog = {
+	.name = "Rejectlog", .type = CONF_T_STRING,
+	.scopes = CONF_SCOPE_EC_LOGGER,
+	.help = "file for inbound rejection records",
+};
+struct conf_option conf_opt_jsonlog = {
+	.name = "Jsonlog", .type = CONF_T_STRING,
+	.scopes = CONF_SCOPE_EC_LOGGER,
+	.help = "file for every mainlog and rejectlog event as one JSON object per line",
+};
+struct conf_option conf_opt_bouncelog = {
+	.name = "Bouncelog", .type = CONF_T_STRING,
+	.scopes = CONF_SCOPE_BOUNCE_LOGGER,
+	.help = "file for bounce records with their classification code",
+};
+struct conf_option conf_opt_log_heartbeat = {
+	.name = "Heartbeat", .type = CONF_T_DURATION, .def = "60",
+	.scopes = LOGGER_SCOPES, .min = 0, .max = INT32_MAX,
+	.help = "seconds between heartbeat records in the logger's files; 0 = none",
+};
+struct conf_option conf_opt_log_receptions = {
+	.name = "Log_Receptions", .type = CONF_T_BOOL, .def = "true",
+	.scopes = CONF_SCOPE_EC_LOGGER,
+	.help = "write reception (R) records",
+};
+struct conf_option conf_opt_log_deliveries = {
+	.name = "Log_Deliveries", .type = CONF_T_BOOL, .def = "true",
+	.scopes = CONF_SCOPE_EC_LOGGER,
+	.help = "write delivery (D) records",
+};
+struct conf_option conf_opt_log_transient_failures = {
+	.name = "Log_Transient_Failures", .type = CONF_T_BOOL, .def = "true",
+	.scopes = LOGGER_SCOPES,
+	.help = "write transient failure records (mainlog T; bouncelog T)",
+};
+struct conf_option conf_opt_log_permanent_failures = {
+	.name = "Log_Permanent_Failures", .type = CONF_T_BOOL, .def = "true",
+	.scopes = LOGGER_SCOPES,
+	.help = "write permanent failure records (mainlog P; bouncelog B)",
+};
+struct conf_option conf_opt_log_rejections = {
+	.name = "Log_Rejections", .type = CONF_T_BOOL, .def = "true",
+	.scopes = CONF_SCOPE_EC_LOGGER,
+	.help = "write rejection records",
+};
+
 struct conf_option conf_opt_max_outbound_connections = {
 	.name = "Max_Outbound_Connections", .type = CONF_T_INT, .def = "32",
 	.scopes = OUTBOUND_AND_HOST, .min = -1, .max = INT32_MAX,
@@ -111,6 +164,16 @@ static struct conf_option *const core_options[] = {
 	&conf_opt_module_search_path,
 	&conf_opt_concurrency,
 	&conf_opt_paniclog,
+	&conf_opt_mainlog,
+	&conf_opt_rejectlog,
+	&conf_opt_jsonlog,
+	&conf_opt_bouncelog,
+	&conf_opt_log_heartbeat,
+	&conf_opt_log_receptions,
+	&conf_opt_log_deliveries,
+	&conf_opt_log_transient_failures,
+	&conf_opt_log_permanent_failures,
+	&conf_opt_log_rejections,
 	&conf_opt_max_outbound_connections,
 	&conf_opt_message_expiration,
 	&conf_opt_retry_interval,
@@ -133,6 +196,7 @@ static const struct conf_stanza_def core_stanzas[] = {
 	{ "Security", CONF_SCOPE_SECURITY, CONF_SCOPE_GLOBAL, CONF_NAME_NONE, 0, NULL },
 	{ "ThreadPool", CONF_SCOPE_THREADPOOL, CONF_SCOPE_GLOBAL, CONF_NAME_REQUIRED, 0, NULL },
 	{ "ec_logger", CONF_SCOPE_EC_LOGGER, CONF_SCOPE_GLOBAL, CONF_NAME_OPTIONAL, 0, NULL },
+	{ "bounce_logger", CONF_SCOPE_BOUNCE_LOGGER, CONF_SCOPE_GLOBAL, CONF_NAME_OPTIONAL, 0, NULL },
 };
 
 static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
@@ -162,4 +226,9 @@ const char conf_default_text[] =
 	"Pidfile = \"var/run/impetusd.pid\"\n"
 	"ec_logger {\n"
 	"  Paniclog = \"var/log/paniclog.ec\"\n"
+	"  Mainlog = \"var/log/mainlog.ec\"\n"
+	"  Rejectlog = \"var/log/rejectlog.ec\"\n"
+	"}\n"
+	"bounce_logger {\n"
+	"  Bouncelog = \"var/log/bouncelog.ec\"\n"
 	"}\n";

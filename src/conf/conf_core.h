@@ -20,6 +20,18 @@ extern struct conf_option conf_opt_module_search_path;
 extern struct conf_option conf_opt_concurrency;         /* ThreadPool */
 extern struct conf_option conf_opt_paniclog;            /* ec_logger */
 
+/* Log writers (src/log/log.c): ec_logger and bounce_logger stanzas */
+extern struct conf_option conf_opt_mainlog;             /* ec_logger */
+extern struct conf_option conf_opt_rejectlog;           /* ec_logger */
+extern struct conf_option conf_opt_jsonlog;             /* ec_logger */
+extern struct conf_option conf_opt_bouncelog;           /* bounce_logger */
+extern struct conf_option conf_opt_log_heartbeat;       /* both */
+extern struct conf_option conf_opt_log_receptions;      /* ec_logger */
+extern struct conf_option conf_opt_log_deliveries;      /* ec_logger */
+extern struct conf_option conf_opt_log_transient_failures; /* both */
+extern struct conf_option conf_opt_log_permanent_failures; /* both */
+extern struct conf_option conf_opt_log_rejections;      /* ec_logger */
+
 /* Outbound (six-step fallback) */
 extern struct conf_option conf_opt_max_outbound_connections;
 extern struct conf_option conf_opt_message_expiration;

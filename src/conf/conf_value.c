@@ -289,6 +289,7 @@ conf_scope_names(uint32_t mask, struct strbuf *out)
 		{ CONF_SCOPE_SECURITY, "Security" },
 		{ CONF_SCOPE_THREADPOOL, "ThreadPool" },
 		{ CONF_SCOPE_EC_LOGGER, "ec_logger" },
+		{ CONF_SCOPE_BOUNCE_LOGGER, "bounce_logger" },
 	};
 	int first = 1;
 

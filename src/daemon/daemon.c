@@ -41,6 +41,7 @@
 #include "event/timer.h"
 #include "event/tpool.h"
 #include "lib/diag.h"
+#include "log/log.h"
 #include "lib/strbuf.h"
 #include "lib/xalloc.h"
 #include "module/module.h"
@@ -273,8 +274,19 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 		conf_unref(fresh);
 		fresh = NULL;
 	}
+	if (fresh != NULL) {
+		char err[512];
+		if (log_writers_configure(fresh, err, sizeof(err)) < 0) {
+			conf_error(&errs, NULL, "%s", err);
+			module_generation_abort(g);
+			log_writers_collect();
+			conf_unref(fresh);
+			fresh = NULL;
+		}
+	}
 	if (fresh != NULL && conf_try_install(fresh, &errs) < 0) {
 		module_generation_abort(g);
+		log_writers_collect();
 		fresh = NULL;
 	}
 	if (fresh == NULL) {
@@ -288,6 +300,7 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 	}
 	conf_unref(old);
 	module_generation_commit(g);
+	log_writers_collect();
 	module_generation_finish(d->modules);
 	d->modules = g;
 	open_paniclog(d, fresh);
@@ -301,6 +314,7 @@ static void
 on_reclaim(struct timer *t, void *arg)
 {
 	module_reclaim();
+	log_writers_collect();
 }
 
 static void
@@ -308,8 +322,8 @@ on_reopen(evutil_socket_t sig, short what, void *arg)
 {
 	if (diag_reopen() < 0)
 		diag_warn("cannot reopen the paniclog: %m");
-	else
-		diag_info("logs reopened");
+	log_writers_reopen();
+	diag_info("logs reopened");
 }
 
 int
@@ -348,7 +362,15 @@ daemon_run(const struct daemon_options *opts, struct conf *conf)
 		diag_fatal("cannot start: %s", text);
 	}
 	conf_errors_free(&errs);
+	/* The log writers register in the same transaction as the modules. */
+	if (log_writers_configure(conf, err, sizeof(err)) < 0) {
+		module_generation_abort(d.modules);
+		d.modules = NULL;
+		log_writers_collect();
+		diag_fatal("cannot start: %s", err);
+	}
 	module_generation_commit(d.modules);
+	log_writers_collect();
 
 	signal(SIGPIPE, SIG_IGN);
 	d.main_loop = loop_main_new();
@@ -388,6 +410,7 @@ daemon_run(const struct daemon_options *opts, struct conf *conf)
 	/* No thread can call a hook any more: withdraw them and fini every instance. */
 	module_shutdown(d.modules);
 	d.modules = NULL;
+	log_writers_shutdown();
 	imp_hook_reclaim();
 	timer_free(d.reclaim_timer);
 	event_free(d.ev_term);

@@ -75,6 +75,9 @@ struct conf_option {
 	int64_t min, max;                   /* INT, DURATION, SIZE bounds (0, 0 = any >= 0) */
 	const char *const *enum_values;     /* ENUM: NULL-terminated */
 	const char *help;                   /* one line for documentation and --help */
+	/* check: validate a STRING value, or each element of a LIST; 0, or -1
+	 * with a reason in err. NULL: any text. */
+	int (*check)(const char *value, char *err, size_t errlen);
 	/* Filled by conf_option_register: */
 	int id;                             /* registry index */
 	const struct conf_setting *def_setting; /* parsed default, NULL when unset */

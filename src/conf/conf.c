@@ -234,6 +234,13 @@ build_stanza(struct conf_builder *b, struct conf_scope *parent, struct conf_item
 		conf_error(b->errs, &it->instance_loc, "%s: the name is empty", def->keyword);
 		return;
 	}
+	if (it->instance != NULL && def->check_name != NULL) {
+		char why[256];
+		if (def->check_name(it->instance, parent->kind, why, sizeof(why)) < 0) {
+			conf_error(b->errs, &it->instance_loc, "%s: %s", def->keyword, why);
+			return;
+		}
+	}
 
 	struct conf_scope *s = arena_zalloc(a, sizeof(*s));
 	s->kind = def->scope;

@@ -62,6 +62,9 @@ struct conf_stanza_def {
 	struct conf_option *const *options; /* NULL-terminated options known only inside
 	                                     * this stanza (a module's), or NULL; their
 	                                     * scopes default to the stanza's own */
+	/* check_name: validate the instance name inside a parent of kind
+	 * parent_kind; 0, or -1 with a reason in err. NULL: any name. */
+	int (*check_name)(const char *name, uint32_t parent_kind, char *err, size_t errlen);
 };
 
 

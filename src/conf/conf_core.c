@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "lib/diag.h"
+#include "lib/netaddr.h"
 
 #define OUTBOUND_AND_HOST (CONF_SCOPES_OUTBOUND | CONF_SCOPE_HOST)
 
@@ -155,6 +156,90 @@ struct conf_option conf_opt_ehlo_hostname = {
 	.help = "name given in EHLO/HELO on outbound connections",
 };
 
+
+/* Inbound: ESMTP_Listener > Listen > Peer (most specific CIDR) > global. */
+#define LISTENER_SCOPES (CONF_SCOPE_GLOBAL | CONF_SCOPE_ESMTP_LISTENER | CONF_SCOPE_LISTEN | \
+                         CONF_SCOPE_PEER)
+static const char *const bare_lf_modes[] = { "reject", "normalize", NULL };
+
+static int
+check_cidr(const char *value, char *err, size_t errlen)
+{
+	struct cidr c;
+
+	return cidr_parse(value, &c, err, errlen);
+}
+
+struct conf_option conf_opt_smtp_extensions = {
+	.name = "SMTP_Extensions", .type = CONF_T_LIST,
+	.def = "( \"PIPELINING\" \"SIZE\" \"8BITMIME\" \"ENHANCEDSTATUSCODES\" \"SMTPUTF8\" "
+	       "\"DSN\" \"CHUNKING\" )",
+	.scopes = LISTENER_SCOPES,
+	.help = "ESMTP extensions advertised and accepted",
+};
+struct conf_option conf_opt_banner_hostname = {
+	.name = "Banner_Hostname", .type = CONF_T_STRING,
+	.scopes = LISTENER_SCOPES,
+	.help = "name in the 220 banner, EHLO reply and Received: header (default: the host name)",
+};
+struct conf_option conf_opt_max_message_size = {
+	.name = "Max_Message_Size", .type = CONF_T_SIZE, .def = "20M",
+	.scopes = LISTENER_SCOPES, .min = 0, .max = INT64_MAX / 2,
+	.help = "largest message accepted, in bytes (0 = no limit; SIZE advertises it)",
+};
+struct conf_option conf_opt_max_recipients_per_message = {
+	.name = "Max_Recipients_Per_Message", .type = CONF_T_INT, .def = "1000",
+	.scopes = LISTENER_SCOPES, .min = 0, .max = 1000000,
+	.help = "recipients accepted per transaction (0 = no limit)",
+};
+struct conf_option conf_opt_max_receptions_per_connection = {
+	.name = "Max_Receptions_Per_Connection", .type = CONF_T_INT, .def = "0",
+	.scopes = LISTENER_SCOPES, .min = 0, .max = INT32_MAX,
+	.help = "messages accepted per connection (0 = no limit)",
+};
+struct conf_option conf_opt_listener_sessions = {
+	.name = "Listener_Sessions", .type = CONF_T_INT, .def = "0",
+	.scopes = CONF_SCOPE_GLOBAL | CONF_SCOPE_ESMTP_LISTENER | CONF_SCOPE_LISTEN,
+	.min = 0, .max = INT32_MAX,
+	.help = "concurrent sessions per Listen address (0 = no limit); over it: 421 4.4.5",
+};
+struct conf_option conf_opt_peer_sessions = {
+	.name = "Peer_Sessions", .type = CONF_T_INT, .def = "0",
+	.scopes = LISTENER_SCOPES, .min = 0, .max = INT32_MAX,
+	.help = "concurrent sessions per client address (0 = no limit); over it: 421 4.4.5",
+};
+struct conf_option conf_opt_idle_time = {
+	.name = "Idle_Time", .type = CONF_T_DURATION, .def = "300",
+	.scopes = LISTENER_SCOPES, .min = 1, .max = 86400,
+	.help = "seconds a session may wait for the client in any state",
+};
+struct conf_option conf_opt_require_ehlo = {
+	.name = "Require_EHLO", .type = CONF_T_BOOL, .def = "false",
+	.scopes = LISTENER_SCOPES,
+	.help = "refuse MAIL before HELO/EHLO",
+};
+struct conf_option conf_opt_relay_hosts = {
+	.name = "Relay_Hosts", .type = CONF_T_LIST, .def = "( )",
+	.scopes = LISTENER_SCOPES,
+	.help = "client CIDR blocks allowed to relay to any domain",
+	.check = check_cidr,
+};
+struct conf_option conf_opt_relay_domains = {
+	.name = "Relay_Domains", .type = CONF_T_LIST, .def = "( )",
+	.scopes = LISTENER_SCOPES,
+	.help = "recipient domains accepted from anyone (\"*.example.test\" covers subdomains)",
+};
+struct conf_option conf_opt_open_relay = {
+	.name = "Open_Relay", .type = CONF_T_BOOL, .def = "false",
+	.scopes = LISTENER_SCOPES,
+	.help = "accept any recipient from this scope's clients",
+};
+struct conf_option conf_opt_bare_line_feed = {
+	.name = "Bare_Line_Feed", .type = CONF_T_ENUM, .def = "reject", .enum_values = bare_lf_modes,
+	.scopes = LISTENER_SCOPES,
+	.help = "a bare CR or LF in DATA: reject the message, or normalize it to CRLF",
+};
+
 static struct conf_option *const core_options[] = {
 	&conf_opt_spoolbase,
 	&conf_opt_pidfile,
@@ -174,6 +259,19 @@ static struct conf_option *const core_options[] = {
 	&conf_opt_log_transient_failures,
 	&conf_opt_log_permanent_failures,
 	&conf_opt_log_rejections,
+	&conf_opt_smtp_extensions,
+	&conf_opt_banner_hostname,
+	&conf_opt_max_message_size,
+	&conf_opt_max_recipients_per_message,
+	&conf_opt_max_receptions_per_connection,
+	&conf_opt_listener_sessions,
+	&conf_opt_peer_sessions,
+	&conf_opt_idle_time,
+	&conf_opt_require_ehlo,
+	&conf_opt_relay_hosts,
+	&conf_opt_relay_domains,
+	&conf_opt_open_relay,
+	&conf_opt_bare_line_feed,
 	&conf_opt_max_outbound_connections,
 	&conf_opt_message_expiration,
 	&conf_opt_retry_interval,
@@ -185,18 +283,40 @@ static struct conf_option *const core_options[] = {
 	&conf_opt_ehlo_hostname,
 };
 
+static int
+check_listen_name(const char *name, uint32_t parent_kind, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	return listen_addr_parse(name, &ss, &len, err, errlen);
+}
+
+static int
+check_peer_name(const char *name, uint32_t parent_kind, char *err, size_t errlen)
+{
+	struct cidr c;
+
+	return cidr_parse(name, &c, err, errlen);
+}
+
 static const struct conf_stanza_def core_stanzas[] = {
-	{ "Binding_Group", CONF_SCOPE_BINDING_GROUP, CONF_SCOPE_GLOBAL, CONF_NAME_REQUIRED, 0, NULL },
+	{ "Binding_Group", CONF_SCOPE_BINDING_GROUP, CONF_SCOPE_GLOBAL, CONF_NAME_REQUIRED, 0, NULL, NULL },
 	{ "Binding", CONF_SCOPE_BINDING, CONF_SCOPE_GLOBAL | CONF_SCOPE_BINDING_GROUP,
-	  CONF_NAME_REQUIRED, 0, NULL },
+	  CONF_NAME_REQUIRED, 0, NULL, NULL },
 	{ "Domain", CONF_SCOPE_DOMAIN,
-	  CONF_SCOPE_GLOBAL | CONF_SCOPE_BINDING_GROUP | CONF_SCOPE_BINDING, CONF_NAME_REQUIRED, 0, NULL },
+	  CONF_SCOPE_GLOBAL | CONF_SCOPE_BINDING_GROUP | CONF_SCOPE_BINDING, CONF_NAME_REQUIRED, 0, NULL, NULL },
 	{ "Host", CONF_SCOPE_HOST,
-	  CONF_SCOPE_GLOBAL | CONF_SCOPE_BINDING_GROUP | CONF_SCOPE_BINDING, CONF_NAME_REQUIRED, 0, NULL },
-	{ "Security", CONF_SCOPE_SECURITY, CONF_SCOPE_GLOBAL, CONF_NAME_NONE, 0, NULL },
-	{ "ThreadPool", CONF_SCOPE_THREADPOOL, CONF_SCOPE_GLOBAL, CONF_NAME_REQUIRED, 0, NULL },
-	{ "ec_logger", CONF_SCOPE_EC_LOGGER, CONF_SCOPE_GLOBAL, CONF_NAME_OPTIONAL, 0, NULL },
-	{ "bounce_logger", CONF_SCOPE_BOUNCE_LOGGER, CONF_SCOPE_GLOBAL, CONF_NAME_OPTIONAL, 0, NULL },
+	  CONF_SCOPE_GLOBAL | CONF_SCOPE_BINDING_GROUP | CONF_SCOPE_BINDING, CONF_NAME_REQUIRED, 0, NULL, NULL },
+	{ "Security", CONF_SCOPE_SECURITY, CONF_SCOPE_GLOBAL, CONF_NAME_NONE, 0, NULL, NULL },
+	{ "ThreadPool", CONF_SCOPE_THREADPOOL, CONF_SCOPE_GLOBAL, CONF_NAME_REQUIRED, 0, NULL, NULL },
+	{ "ec_logger", CONF_SCOPE_EC_LOGGER, CONF_SCOPE_GLOBAL, CONF_NAME_OPTIONAL, 0, NULL, NULL },
+	{ "ESMTP_Listener", CONF_SCOPE_ESMTP_LISTENER, CONF_SCOPE_GLOBAL, CONF_NAME_OPTIONAL, 0, NULL, NULL },
+	{ "Listen", CONF_SCOPE_LISTEN, CONF_SCOPE_ESMTP_LISTENER, CONF_NAME_REQUIRED, 0, NULL,
+	  check_listen_name },
+	{ "Peer", CONF_SCOPE_PEER, CONF_SCOPE_ESMTP_LISTENER | CONF_SCOPE_LISTEN, CONF_NAME_REQUIRED, 0,
+	  NULL, check_peer_name },
+	{ "bounce_logger", CONF_SCOPE_BOUNCE_LOGGER, CONF_SCOPE_GLOBAL, CONF_NAME_OPTIONAL, 0, NULL, NULL },
 };
 
 static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
@@ -224,6 +344,7 @@ const char conf_default_text[] =
 	"# impetus embedded default configuration: loopback only, everything under ./var/\n"
 	"Spoolbase = \"var/spool\"\n"
 	"Pidfile = \"var/run/impetusd.pid\"\n"
+
 	"ec_logger {\n"
 	"  Paniclog = \"var/log/paniclog.ec\"\n"
 	"  Mainlog = \"var/log/mainlog.ec\"\n"

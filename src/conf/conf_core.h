@@ -32,6 +32,21 @@ extern struct conf_option conf_opt_log_transient_failures; /* both */
 extern struct conf_option conf_opt_log_permanent_failures; /* both */
 extern struct conf_option conf_opt_log_rejections;      /* ec_logger */
 
+/* Inbound (ESMTP_Listener > Listen > Peer) */
+extern struct conf_option conf_opt_smtp_extensions;
+extern struct conf_option conf_opt_banner_hostname;
+extern struct conf_option conf_opt_max_message_size;
+extern struct conf_option conf_opt_max_recipients_per_message;
+extern struct conf_option conf_opt_max_receptions_per_connection;
+extern struct conf_option conf_opt_listener_sessions;
+extern struct conf_option conf_opt_peer_sessions;
+extern struct conf_option conf_opt_idle_time;
+extern struct conf_option conf_opt_require_ehlo;
+extern struct conf_option conf_opt_relay_hosts;
+extern struct conf_option conf_opt_relay_domains;
+extern struct conf_option conf_opt_open_relay;
+extern struct conf_option conf_opt_bare_line_feed;
+
 /* Outbound (six-step fallback) */
 extern struct conf_option conf_opt_max_outbound_connections;
 extern struct conf_option conf_opt_message_expiration;

@@ -92,6 +92,11 @@ conf_setting_convert(struct arena *a, const struct conf_option *opt, const struc
 
 	if (opt->type == CONF_T_LIST) {
 		if (v->kind == CONF_VAL_STRING) {
+			char why[256];
+			if (opt->check != NULL && opt->check(v->str, why, sizeof(why)) < 0) {
+				conf_error(errs, &v->loc, "%s: %s", opt->name, why);
+				return NULL;
+			}
 			s->list = arena_alloc(a, sizeof(char *));
 			s->list[0] = v->str;
 			s->nlist = 1;
@@ -109,6 +114,13 @@ conf_setting_convert(struct arena *a, const struct conf_option *opt, const struc
 			s->list[i] = v->items[i]->str;
 		}
 		s->nlist = v->nitems;
+		for (size_t i = 0; opt->check != NULL && i < s->nlist; i++) {
+			char why[256];
+			if (opt->check(s->list[i], why, sizeof(why)) < 0) {
+				conf_error(errs, &v->items[i]->loc, "%s: %s", opt->name, why);
+				return NULL;
+			}
+		}
 		return s;
 	}
 	if (opt->type == CONF_T_PARAMS) {
@@ -160,6 +172,13 @@ conf_setting_convert(struct arena *a, const struct conf_option *opt, const struc
 	}
 	case CONF_T_STRING:
 		s->s = text;
+		if (opt->check != NULL) {
+			char why[256];
+			if (opt->check(text, why, sizeof(why)) < 0) {
+				conf_error(errs, &v->loc, "%s: %s", opt->name, why);
+				return NULL;
+			}
+		}
 		return s;
 	case CONF_T_ENUM:
 		for (int i = 0; opt->enum_values[i] != NULL; i++) {

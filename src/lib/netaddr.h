@@ -1,0 +1,31 @@
+/*
+ * netaddr.h - IP addresses, CIDR blocks and "host:port" listen names.
+ *
+ * cidr_parse reads "10.0.0.0/8", "::1/128", "2001:db8::/32" or a bare
+ * address (a /32 or /128); cidr_match tests an address, treating an
+ * IPv4-mapped IPv6 address (::ffff:a.b.c.d) as the IPv4 address it carries.
+ * listen_addr_parse reads Momentum's Listen names: "127.0.0.1:2525",
+ * "[::1]:2525", ":25" (every IPv4 and IPv6 address). Pure functions.
+ */
+#ifndef IMPETUS_LIB_NETADDR_H
+#define IMPETUS_LIB_NETADDR_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+struct cidr {
+	int family;                 /* AF_INET or AF_INET6 */
+	unsigned char addr[16];     /* network bytes, 4 used for IPv4 */
+	unsigned prefix;            /* bits */
+};
+
+/* cidr_parse: 0, or -1 with a reason in err. Host bits must be zero. */
+int cidr_parse(const char *text, struct cidr *out, char *err, size_t errlen);
+int cidr_match(const struct cidr *c, const struct sockaddr *sa);
+
+/* listen_addr_parse: fill ss/len; 0, or -1 with a reason in err. */
+int listen_addr_parse(const char *text, struct sockaddr_storage *ss, socklen_t *len,
+                      char *err, size_t errlen);
+
+#endif

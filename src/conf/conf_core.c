@@ -344,6 +344,10 @@ const char conf_default_text[] =
 	"# impetus embedded default configuration: loopback only, everything under ./var/\n"
 	"Spoolbase = \"var/spool\"\n"
 	"Pidfile = \"var/run/impetusd.pid\"\n"
+	"Relay_Hosts = ( \"127.0.0.0/8\" \"::1\" )\n"
+	"ESMTP_Listener {\n"
+	"  Listen \"127.0.0.1:2525\" { }\n"
+	"}\n"
 
 	"ec_logger {\n"
 	"  Paniclog = \"var/log/paniclog.ec\"\n"

@@ -41,7 +41,9 @@
 #include "event/timer.h"
 #include "event/tpool.h"
 #include "lib/diag.h"
+#include "listener/listener.h"
 #include "log/log.h"
+#include "spool/spool.h"
 #include "lib/strbuf.h"
 #include "lib/xalloc.h"
 #include "module/module.h"
@@ -53,6 +55,10 @@ struct daemon {
 	struct loop *main_loop;         /* signals and control, on the main thread */
 	struct loop_group *loops;       /* the event-loop threads */
 	struct tpool *io_pool;          /* blocking work: fsync, unlink, reads */
+	struct listener_set *listeners; /* ESMTP sockets, bound before the privilege drop */
+	struct spool *spool;            /* the durable spool */
+	uint64_t spool_batches;         /* read back at start */
+	uint64_t spool_rcpts;           /* their recipient-messages not yet done */
 	int lock_fd;                    /* spool lock, held for the process's life */
 	char *pidfile;                  /* path written at start, owned */
 	char *paniclog;                 /* path in use, owned; NULL = stderr only */
@@ -266,6 +272,10 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 	old = conf_current();
 	fresh = daemon_load_conf(d->opts, &errs);
 	/* Restart-only changes first: modules are not reloaded for a refused file. */
+	if (fresh != NULL && listener_set_matches(d->listeners, fresh, &errs) < 0) {
+		conf_unref(fresh);
+		fresh = NULL;
+	}
 	if (fresh != NULL && conf_restart_changes(old, fresh, &errs) > 0) {
 		conf_unref(fresh);
 		fresh = NULL;
@@ -311,6 +321,29 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 }
 
 static void
+on_spool_batch(const struct spool_batch_info *info, void *arg)
+{
+	struct daemon *d = arg;
+
+	d->spool_batches++;
+	d->spool_rcpts += info->nrcpt;
+}
+
+static void
+on_spool_scanned(const struct spool_scan_result *res, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (res->err != 0)
+		diag_warn("spool: the scan could not read every folder: %s", strerror(res->err));
+	diag_info("spool: %llu recipient-messages in %llu batches read back; %llu files "
+	          "quarantined, %llu temporary files removed, %llu torn tails cut",
+	          (unsigned long long)d->spool_rcpts, (unsigned long long)d->spool_batches,
+	          (unsigned long long)res->quarantined, (unsigned long long)res->temp_removed,
+	          (unsigned long long)res->repaired);
+}
+
+static void
 on_reclaim(struct timer *t, void *arg)
 {
 	module_reclaim();
@@ -352,6 +385,14 @@ daemon_run(const struct daemon_options *opts, struct conf *conf)
 		d.pidfile = NULL;
 		diag_fatal("%s", err);
 	}
+	/* Listening sockets, one per loop and address, while we may still be root. */
+	nloops = (int)conf_global(conf, &conf_opt_event_loops)->i;
+	if (nloops <= 0)
+		nloops = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (nloops <= 0)
+		nloops = 1;
+	if ((d.listeners = listener_set_bind(conf, nloops, err, sizeof(err))) == NULL)
+		diag_fatal("cannot listen: %s", err);
 	/* Sockets are bound above this line; from here on, no root. */
 	drop_privileges(conf, &d);
 
@@ -386,7 +427,6 @@ daemon_run(const struct daemon_options *opts, struct conf *conf)
 	d.reclaim_timer = timer_new(d.main_loop, on_reclaim, &d);
 	timer_start_every_ms(d.reclaim_timer, DAEMON_RECLAIM_MS);
 
-	nloops = (int)conf_global(conf, &conf_opt_event_loops)->i;
 	if ((d.loops = loop_group_start(nloops, err, sizeof(err))) == NULL)
 		diag_fatal("cannot start event loops: %s", err);
 	pool = NULL;
@@ -396,6 +436,12 @@ daemon_run(const struct daemon_options *opts, struct conf *conf)
 	nio = (int)conf_resolve_chain(pool ? pool : conf->global, &conf_opt_concurrency)->i;
 	if ((d.io_pool = tpool_start(nio, err, sizeof(err))) == NULL)
 		diag_fatal("cannot start the IO thread pool: %s", err);
+	if ((d.spool = spool_open(spool, d.io_pool, err, sizeof(err))) == NULL)
+		diag_fatal("cannot open the spool: %s", err);
+	/* Read the spool back while new mail is already accepted. */
+	spool_scan(d.spool, d.main_loop, on_spool_batch, on_spool_scanned, &d);
+	if (listener_set_start(d.listeners, d.loops, d.spool, err, sizeof(err)) < 0)
+		diag_fatal("cannot accept: %s", err);
 
 	diag_info("impetusd %s started: pid %ld, configuration %s (generation %llu), "
 	          "%d event loops, %d IO threads, spool %s",
@@ -405,8 +451,13 @@ daemon_run(const struct daemon_options *opts, struct conf *conf)
 
 	loop_main_run(d.main_loop);
 
-	loop_group_stop(d.loops);
+	/* Stop accepting and end sessions (each loop does its own, and we wait
+	 * for it) before the pool stops: no commit can be submitted after. */
+	listener_set_stop(d.listeners);
 	tpool_stop(d.io_pool);
+	loop_group_stop(d.loops);
+	listener_set_free(d.listeners);
+	spool_close(d.spool);
 	/* No thread can call a hook any more: withdraw them and fini every instance. */
 	module_shutdown(d.modules);
 	d.modules = NULL;

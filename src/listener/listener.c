@@ -1,0 +1,368 @@
+/*
+ * listener.c - ESMTP listening sockets and the per-client session counts.
+ *
+ * listener_set_bind / _start / _stop / _free / _count / _matches
+ * (listener.h), peer_sessions_enter / _leave (listener_internal.h). The set
+ * owns its sockets and evconnlisteners; each evconnlistener lives on the
+ * loop that accepts with it and is created and freed on that loop's thread.
+ */
+#include "listener/listener.h"
+
+#include <errno.h>
+#include <event2/listener.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "event/loop.h"
+#include "lib/diag.h"
+#include "lib/netaddr.h"
+#include "lib/xalloc.h"
+#include "listener/listener_internal.h"
+
+#define PEER_TABLE_SIZE 4096            /* buckets of the per-client session counts */
+
+struct listener_set {
+	struct listen_sock *socks;          /* one per Listen address */
+	size_t nsocks;
+	struct loop_group *loops;           /* set by listener_set_start */
+};
+
+struct peer_count {
+	unsigned char addr[16];             /* IPv4 in the first 4 bytes */
+	int family;
+	int count;                          /* open sessions */
+	struct peer_count *next;
+};
+
+struct start_ctx {
+	struct listener_set *ls;
+	size_t sock;                        /* index into ls->socks */
+	int loop;                           /* index into the loop group */
+};
+
+static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg);
+static void on_accept_error(struct evconnlistener *evl, void *arg);
+
+static pthread_mutex_t peer_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct peer_count *peer_table[PEER_TABLE_SIZE];
+
+/* The client's address as bytes; IPv4-mapped IPv6 counts as IPv4. */
+static int
+peer_key(const struct sockaddr *sa, unsigned char out[16], int *family)
+{
+	static const unsigned char v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+	memset(out, 0, 16);
+	if (sa->sa_family == AF_INET) {
+		memcpy(out, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+		*family = AF_INET;
+	} else if (sa->sa_family == AF_INET6) {
+		const unsigned char *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+		if (memcmp(a, v4mapped, 12) == 0) {
+			memcpy(out, a + 12, 4);
+			*family = AF_INET;
+		} else {
+			memcpy(out, a, 16);
+			*family = AF_INET6;
+		}
+	} else {
+		return -1;
+	}
+	return 0;
+}
+
+static unsigned
+peer_bucket(const unsigned char key[16])
+{
+	uint32_t h = 2166136261u;
+
+	for (int i = 0; i < 16; i++)
+		h = (h ^ key[i]) * 16777619u;
+	return h % PEER_TABLE_SIZE;
+}
+
+int
+peer_sessions_enter(const struct sockaddr *addr)
+{
+	unsigned char key[16];
+	int family, n;
+	struct peer_count *p;
+
+	if (peer_key(addr, key, &family) < 0)
+		return 1;
+	unsigned b = peer_bucket(key);
+	pthread_mutex_lock(&peer_lock);
+	for (p = peer_table[b]; p != NULL; p = p->next)
+		if (p->family == family && memcmp(p->addr, key, 16) == 0)
+			break;
+	if (p == NULL) {
+		p = xcalloc(1, sizeof(*p));
+		memcpy(p->addr, key, 16);
+		p->family = family;
+		p->next = peer_table[b];
+		peer_table[b] = p;
+	}
+	n = ++p->count;
+	pthread_mutex_unlock(&peer_lock);
+	return n;
+}
+
+void
+peer_sessions_leave(const struct sockaddr *addr)
+{
+	unsigned char key[16];
+	int family;
+
+	if (peer_key(addr, key, &family) < 0)
+		return;
+	unsigned b = peer_bucket(key);
+	pthread_mutex_lock(&peer_lock);
+	for (struct peer_count **pp = &peer_table[b]; *pp != NULL; pp = &(*pp)->next) {
+		struct peer_count *p = *pp;
+		if (p->family == family && memcmp(p->addr, key, 16) == 0) {
+			if (--p->count <= 0) {
+				*pp = p->next;
+				free(p);
+			}
+			break;
+		}
+	}
+	pthread_mutex_unlock(&peer_lock);
+}
+
+static int
+open_socket(const struct sockaddr_storage *ss, socklen_t len, const char *name, char *err,
+            size_t errlen)
+{
+	int one = 1, fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0) {
+		snprintf(err, errlen, "Listen \"%s\": socket: %s", name, strerror(errno));
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+	    bind(fd, (const struct sockaddr *)ss, len) < 0 || listen(fd, 511) < 0) {
+		snprintf(err, errlen, "Listen \"%s\": %s", name, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+struct listener_set *
+listener_set_bind(const struct conf *c, int nsockets, char *err, size_t errlen)
+{
+	struct listener_set *ls = xcalloc(1, sizeof(*ls));
+	const struct conf_scope *el, *lsn;
+
+	if (nsockets < 1)
+		nsockets = 1;
+	for (size_t i = 0; (el = conf_scope_child(c->global, CONF_SCOPE_ESMTP_LISTENER, i)); i++)
+		for (size_t j = 0; conf_scope_child(el, CONF_SCOPE_LISTEN, j); j++)
+			ls->nsocks++;
+	ls->socks = xcalloc(ls->nsocks ? ls->nsocks : 1, sizeof(*ls->socks));
+	size_t k = 0;
+	for (size_t i = 0; (el = conf_scope_child(c->global, CONF_SCOPE_ESMTP_LISTENER, i)); i++) {
+		for (size_t j = 0; (lsn = conf_scope_child(el, CONF_SCOPE_LISTEN, j)); j++) {
+			struct listen_sock *s = &ls->socks[k++];
+			s->name = xstrdup(lsn->name);
+			atomic_init(&s->sessions, 0);
+			s->fds = xcalloc((size_t)nsockets, sizeof(int));
+			s->evl = xcalloc((size_t)nsockets, sizeof(*s->evl));
+			if (listen_addr_parse(s->name, &s->addr, &s->addrlen, err, errlen) < 0)
+				goto fail;
+			for (int n = 0; n < nsockets; n++) {
+				s->fds[n] = open_socket(&s->addr, s->addrlen, s->name, err, errlen);
+				if (s->fds[n] < 0)
+					goto fail;
+				s->nfds++;
+			}
+		}
+	}
+	return ls;
+fail:
+	listener_set_free(ls);
+	return NULL;
+}
+
+size_t
+listener_set_count(const struct listener_set *ls)
+{
+	return ls ? ls->nsocks : 0;
+}
+
+static void
+start_on_loop(void *arg)
+{
+	struct start_ctx *sc = arg;
+	struct listen_sock *s = &sc->ls->socks[sc->sock];
+	struct loop *l = loop_group_get(sc->ls->loops, sc->loop);
+
+	s->evl[sc->loop] = evconnlistener_new(loop_base(l), on_accept, s,
+	                                      LEV_OPT_CLOSE_ON_EXEC, -1, s->fds[sc->loop]);
+	if (s->evl[sc->loop] == NULL)
+		diag_warn("Listen \"%s\": cannot accept on loop %d", s->name, sc->loop);
+	else
+		evconnlistener_set_error_cb(s->evl[sc->loop], on_accept_error);
+	free(sc);
+}
+
+int
+listener_set_start(struct listener_set *ls, struct loop_group *loops, struct spool *sp,
+                   char *err, size_t errlen)
+{
+	int n = loop_group_count(loops);
+
+	ls->loops = loops;
+	for (size_t i = 0; i < ls->nsocks; i++) {
+		struct listen_sock *s = &ls->socks[i];
+		s->spool = sp;
+		if (s->nfds < n) {
+			snprintf(err, errlen, "Listen \"%s\": %d sockets for %d loops", s->name, s->nfds, n);
+			return -1;
+		}
+		for (int j = 0; j < n; j++) {
+			struct start_ctx *sc = xmalloc(sizeof(*sc));
+			sc->ls = ls;
+			sc->sock = i;
+			sc->loop = j;
+			loop_post(loop_group_get(loops, j), start_on_loop, sc);
+		}
+	}
+	return 0;
+}
+
+static void
+on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, int salen,
+          void *arg)
+{
+	struct listen_sock *s = arg;
+
+	smtp_session_start(s, loop_current(), fd, sa, salen);
+}
+
+static void
+on_accept_error(struct evconnlistener *evl, void *arg)
+{
+	struct listen_sock *s = arg;
+	int e = EVUTIL_SOCKET_ERROR();
+
+	/* EMFILE and friends: say so, keep listening (libevent retries). */
+	diag_warn("Listen \"%s\": accept: %s", s->name, evutil_socket_error_to_string(e));
+}
+
+struct stop_ctx {
+	struct listener_set *ls;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int pending;                        /* loops that have not stopped yet */
+};
+
+struct stop_one {
+	struct stop_ctx *ctx;
+	int loop;
+};
+
+static void
+stop_on_loop(void *arg)
+{
+	struct stop_one *one = arg;
+	struct stop_ctx *sc = one->ctx;
+
+	for (size_t i = 0; i < sc->ls->nsocks; i++) {
+		struct listen_sock *s = &sc->ls->socks[i];
+		if (one->loop < s->nfds && s->evl[one->loop] != NULL) {
+			evconnlistener_free(s->evl[one->loop]);
+			s->evl[one->loop] = NULL;
+		}
+	}
+	smtp_session_shutdown(loop_current());
+	pthread_mutex_lock(&sc->lock);
+	if (--sc->pending == 0)
+		pthread_cond_signal(&sc->cond);
+	pthread_mutex_unlock(&sc->lock);
+	free(one);
+}
+
+void
+listener_set_stop(struct listener_set *ls)
+{
+	struct stop_ctx sc;
+	int n;
+
+	if (ls == NULL || ls->loops == NULL)
+		return;
+	n = loop_group_count(ls->loops);
+	sc.ls = ls;
+	sc.pending = n;
+	pthread_mutex_init(&sc.lock, NULL);
+	pthread_cond_init(&sc.cond, NULL);
+	for (int j = 0; j < n; j++) {
+		struct stop_one *one = xmalloc(sizeof(*one));
+		one->ctx = &sc;
+		one->loop = j;
+		loop_post(loop_group_get(ls->loops, j), stop_on_loop, one);
+	}
+	/* Wait until every loop has stopped accepting and told its sessions. */
+	pthread_mutex_lock(&sc.lock);
+	while (sc.pending > 0)
+		pthread_cond_wait(&sc.cond, &sc.lock);
+	pthread_mutex_unlock(&sc.lock);
+	pthread_mutex_destroy(&sc.lock);
+	pthread_cond_destroy(&sc.cond);
+}
+
+void
+listener_set_free(struct listener_set *ls)
+{
+	if (ls == NULL)
+		return;
+	for (size_t i = 0; i < ls->nsocks; i++) {
+		struct listen_sock *s = &ls->socks[i];
+		for (int j = 0; j < s->nfds; j++) {
+			if (s->evl[j] != NULL)
+				evconnlistener_free(s->evl[j]);     /* loops are stopped by now */
+			close(s->fds[j]);
+		}
+		free(s->fds);
+		free(s->evl);
+		free(s->name);
+	}
+	free(ls->socks);
+	free(ls);
+}
+
+int
+listener_set_matches(const struct listener_set *ls, const struct conf *c, struct conf_errors *errs)
+{
+	const struct conf_scope *el, *lsn;
+	size_t n = 0;
+	int same = 1;
+
+	for (size_t i = 0; (el = conf_scope_child(c->global, CONF_SCOPE_ESMTP_LISTENER, i)); i++) {
+		for (size_t j = 0; (lsn = conf_scope_child(el, CONF_SCOPE_LISTEN, j)); j++, n++) {
+			int found = 0;
+			for (size_t k = 0; k < ls->nsocks && !found; k++)
+				found = strcmp(ls->socks[k].name, lsn->name) == 0;
+			if (!found) {
+				conf_error(errs, &lsn->loc,
+				           "Listen \"%s\" is new: listeners change on restart only", lsn->name);
+				same = 0;
+			}
+		}
+	}
+	if (same && n != ls->nsocks) {
+		struct conf_loc loc = { c->source, 0, 0 };
+		conf_error(errs, &loc, "a Listen address was removed: listeners change on restart only");
+		same = 0;
+	}
+	return same ? 0 : -1;
+}

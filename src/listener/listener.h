@@ -1,0 +1,48 @@
+/*
+ * listener.h - the ESMTP listeners: sockets, accepting, sessions.
+ *
+ * Every Listen stanza of every ESMTP_Listener is one address. At start, as
+ * root if need be, listener_set_bind opens it once per event loop
+ * (SO_REUSEPORT: the kernel spreads connections over the loops); after the
+ * privilege drop listener_set_start attaches the sockets to the loops and
+ * SMTP sessions (smtp_session.c) run on the loop that accepted them.
+ * listener_set_stop (main thread) stops accepting and ends the sessions:
+ * idle ones get 421, one waiting for the spool finishes its reply first.
+ *
+ * Options are read per connection from the running configuration, in the
+ * scope of the most specific Peer CIDR that matches the client (a Peer in
+ * the Listen stanza wins over one in ESMTP_Listener at equal length), then
+ * Listen, ESMTP_Listener and global. Listen addresses themselves need a
+ * restart to change (listener_set_matches refuses such a reload).
+ */
+#ifndef IMPETUS_LISTENER_LISTENER_H
+#define IMPETUS_LISTENER_LISTENER_H
+
+#include <stddef.h>
+
+struct conf;
+struct conf_errors;
+struct loop_group;
+struct spool;
+struct listener_set;
+
+/* listener_set_bind: bind and listen on every Listen address of c, nsockets
+ * times each. NULL with err on failure (address in use, permission). */
+struct listener_set *listener_set_bind(const struct conf *c, int nsockets, char *err,
+                                       size_t errlen);
+/* listener_set_start: accept on the loops; sessions spool into sp. */
+int listener_set_start(struct listener_set *ls, struct loop_group *loops, struct spool *sp,
+                       char *err, size_t errlen);
+/* listener_set_stop: stop accepting and end the sessions; returns once every
+ * loop has done so (main thread, loops running). */
+void listener_set_stop(struct listener_set *ls);
+/* listener_set_free: close the sockets (after the loops have stopped). */
+void listener_set_free(struct listener_set *ls);
+/* listener_set_count: addresses listened on. */
+size_t listener_set_count(const struct listener_set *ls);
+/* listener_set_matches: 0 when c has the same Listen addresses; else -1 with
+ * an error in errs (a reload cannot move listeners). */
+int listener_set_matches(const struct listener_set *ls, const struct conf *c,
+                         struct conf_errors *errs);
+
+#endif

@@ -18,7 +18,7 @@
  * operations waiting for a sync. The first joiner that finds no leader
  * becomes the leader and runs the group commit on its pool thread:
  *
- *   loop: wait (at most SPOOL_GROUP_WAIT_US) while other writes are in flight;
+ *   loop: wait while other writes in flight keep joining (at most 5 ms);
  *         take every waiting operation (cur);
  *         syncfs()       -> cur's data durable, and prev's renames durable;
  *         complete prev  (their callbacks get 0);
@@ -58,7 +58,8 @@
 #include "spool/spool_internal.h"
 #include "spool/spool_record.h"
 
-#define SPOOL_GROUP_WAIT_US 1000        /* longest wait for writes in flight before a sync */
+#define SPOOL_GROUP_WAIT_US     1000    /* wait for the next join of a write in flight */
+#define SPOOL_GROUP_WAIT_MAX_US 5000    /* longest wait for writes in flight before a sync */
 
 enum spool_op_kind {
 	SPOOL_OP_COMMIT,                /* a new batch file */
@@ -124,6 +125,8 @@ static void op_fail_early(struct spool_op *op, int err);
 static void group_join(struct spool_op *op);
 static void group_lead(struct spool *sp);
 static void group_wait_writers(struct spool *sp);
+static struct timespec ts_after_us(long us);
+static int ts_before(const struct timespec *a, const struct timespec *b);
 static void op_finish(struct spool_op *op, int err);
 static void op_callback(void *arg);
 static int rename_noreplace(int dirfd, const char *from, const char *to);
@@ -675,6 +678,7 @@ group_join(struct spool_op *op)
 	*sp->waiting_tail = op;
 	sp->waiting_tail = &op->next;
 	sp->inflight--;
+	sp->joins++;
 	lead = !sp->syncing;
 	sp->syncing = 1;
 	pthread_cond_broadcast(&sp->joined);
@@ -683,23 +687,53 @@ group_join(struct spool_op *op)
 		group_lead(sp);
 }
 
-/* group_wait_writers: with sp->lock held, give writes in flight a moment to join. */
+/* ts_after_us: the realtime clock us microseconds from now. */
+static struct timespec
+ts_after_us(long us)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += us * 1000L;
+	while (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}
+
+static int
+ts_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/*
+ * group_wait_writers: with sp->lock held, let writes in flight join the
+ * group: wait while they keep joining (each join grants SPOOL_GROUP_WAIT_US
+ * more), at most SPOOL_GROUP_WAIT_MAX_US in all; never when none is in flight.
+ */
 static void
 group_wait_writers(struct spool *sp)
 {
-	struct timespec deadline;
+	struct timespec cap, step, now;
+	uint64_t seen;
 
 	if (sp->inflight == 0)
 		return;
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_nsec += SPOOL_GROUP_WAIT_US * 1000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
+	cap = ts_after_us(SPOOL_GROUP_WAIT_MAX_US);
+	for (;;) {
+		seen = sp->joins;
+		step = ts_after_us(SPOOL_GROUP_WAIT_US);
+		if (ts_before(&cap, &step))
+			step = cap;
+		while (sp->inflight > 0 && sp->joins == seen)
+			if (pthread_cond_timedwait(&sp->joined, &sp->lock, &step) == ETIMEDOUT)
+				break;
+		clock_gettime(CLOCK_REALTIME, &now);
+		if (sp->inflight == 0 || sp->joins == seen || !ts_before(&now, &cap))
+			return;
 	}
-	while (sp->inflight > 0)
-		if (pthread_cond_timedwait(&sp->joined, &sp->lock, &deadline) == ETIMEDOUT)
-			break;
 }
 
 /* group_lead: the group commit loop (see the file comment). */

@@ -36,6 +36,7 @@ struct spool {
 	struct spool_op **waiting_tail; /* where the next one goes */
 	int syncing;                    /* a pool thread leads the group commit */
 	int inflight;                   /* submitted, not yet joined or failed */
+	uint64_t joins;                 /* operations that joined a group, ever */
 	struct spool_stats stats;       /* counters */
 };
 

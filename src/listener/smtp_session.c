@@ -195,7 +195,10 @@ settings_load(struct smtp_session *s, const struct conf_scope *scope)
 	st->bare_mode = conf_resolve_chain(scope, &conf_opt_bare_line_feed)->i == 1 ?
 	                SMTP_BARE_NORMALIZE : SMTP_BARE_REJECT;
 	st->idle_s = (long)conf_resolve_chain(scope, &conf_opt_idle_time)->i;
+	/* A local (Unix socket) client is trusted like a Relay_Hosts one: only
+	 * the socket's permissions decide who may connect. */
 	st->relay_all = conf_resolve_chain(scope, &conf_opt_open_relay)->i ||
+	                peer->sa_family == AF_UNIX ||
 	                addr_in_list(conf_resolve_chain(scope, &conf_opt_relay_hosts), peer);
 	st->relay_domains = conf_resolve_chain(scope, &conf_opt_relay_domains);
 	v = conf_resolve_chain(scope, &conf_opt_banner_hostname);
@@ -604,10 +607,16 @@ add_received(struct smtp_session *s)
 		with = "UTF8SMTP";      /* RFC 6531 §3.7.4 */
 	else
 		with = s->esmtp ? "ESMTP" : "SMTP";
-	n = snprintf(line, sizeof(line),
-	             "Received: from %s ([%s])\r\n\tby %s (impetus) with %s id %s;\r\n\t%s\r\n",
-	             s->helo[0] ? s->helo : "unknown", ip, s->set.hostname, with,
-	             spool_batch_id(s->batch), date);
+	if (s->ac.remote.ss_family == AF_UNIX)
+		n = snprintf(line, sizeof(line),
+		             "Received: from %s (local submission)\r\n\tby %s (impetus) with %s id %s;\r\n\t%s\r\n",
+		             s->helo[0] ? s->helo : "localhost", s->set.hostname, with,
+		             spool_batch_id(s->batch), date);
+	else
+		n = snprintf(line, sizeof(line),
+		             "Received: from %s ([%s])\r\n\tby %s (impetus) with %s id %s;\r\n\t%s\r\n",
+		             s->helo[0] ? s->helo : "unknown", ip, s->set.hostname, with,
+		             spool_batch_id(s->batch), date);
 	if (n > 0)
 		spool_batch_append(s->batch, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
@@ -742,7 +751,7 @@ log_receptions(struct smtp_session *s)
 		m->conn_id = s->ac.conn_id;
 		m->size = spool_batch_body_len(s->batch);
 		m->binding_slot = 0;
-		m->protocol = s->esmtp ? "esmtp" : "smtp";
+		m->protocol = s->ac.remote.ss_family == AF_UNIX ? "local" : s->esmtp ? "esmtp" : "smtp";
 		message_set_addr(&m->recv_from, (const struct sockaddr *)&s->ac.remote);
 		call_core_log_reception_v1_hook(&s->ac, m, &now, NULL, 0);
 		message_unref(m);

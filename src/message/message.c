@@ -58,6 +58,8 @@ message_set_addr(struct sockaddr_storage *dst, const struct sockaddr *sa)
 		memcpy(dst, sa, sizeof(struct sockaddr_in));
 	else if (sa->sa_family == AF_INET6)
 		memcpy(dst, sa, sizeof(struct sockaddr_in6));
+	else if (sa->sa_family == AF_UNIX)
+		dst->ss_family = AF_UNIX;       /* a local client: no address to keep */
 }
 
 static const struct sockaddr *

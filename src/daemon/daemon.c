@@ -457,6 +457,14 @@ daemon_run(const struct daemon_options *opts, struct conf *conf)
 	tpool_stop(d.io_pool);
 	loop_group_stop(d.loops);
 	listener_set_free(d.listeners);
+	struct spool_stats st;
+	spool_stats(d.spool, &st);
+	diag_info("spool: %llu batches (%llu recipient-messages, %llu bytes) stored with %llu syncs; "
+	          "%llu state records, %llu files removed, %llu failures",
+	          (unsigned long long)st.batches, (unsigned long long)st.recipients,
+	          (unsigned long long)st.bytes, (unsigned long long)st.syncs,
+	          (unsigned long long)st.updates, (unsigned long long)st.removed,
+	          (unsigned long long)st.failures);
 	spool_close(d.spool);
 	/* No thread can call a hook any more: withdraw them and fini every instance. */
 	module_shutdown(d.modules);

@@ -209,6 +209,43 @@ class CommandSetTest(SmtpTestBase):
         self.assertIn("queued", text)
         self.assertEqual(len(self.wait_receptions(1)), 1)
 
+    def spool_show(self, batch):
+        tool = os.path.join(os.path.dirname(IMPETUSD), "impetus-spool")
+        out = subprocess.run([tool, "show", batch, os.path.join(self.d.workdir, "var/spool")],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        return out.stdout
+
+    def test_extension_parameters_are_kept(self):
+        r = self.raw()
+        r.cmd("EHLO client.test")
+        code, text = r.cmd("MAIL FROM:<s@client.test> BODY=8BITMIME SIZE=300 RET=HDRS ENVID=env+2B1")
+        self.assertEqual(code, 250, text)
+        code, text = r.cmd("RCPT TO:<a@allowed.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a+40allowed.test")
+        self.assertEqual(code, 250, text)
+        code, text = r.cmd("RCPT TO:<b@allowed.test> NOTIFY=NEVER")
+        self.assertEqual(code, 250, text)
+        r.cmd("DATA")
+        r.send("Subject: caf\xc3\xa9\r\n\r\n8bit body \xc3\xa9\r\n.\r\n".encode("latin-1"))
+        code, text = r.reply()
+        self.assertEqual(code, 250, text)
+        shown = self.spool_show(re.search(r"queued as (\S+)", text).group(1))
+        self.assertIn("envid: env+2B1", shown)
+        self.assertIn("RET: HDRS", shown.upper())
+        self.assertIn("8BITMIME", shown.upper())
+        self.assertRegex(shown, r"rcpt 0: \S+ a@allowed.test orcpt=rfc822;a\+40allowed.test notify=0x6")
+        self.assertRegex(shown, r"rcpt 1: \S+ b@allowed.test orcpt=- notify=0x1")
+        self.assertIn("8bit body \xc3\xa9".encode("latin-1").decode("utf-8"), shown)
+        # SMTPUTF8: an internationalised address needs the parameter.
+        self.assertEqual(r.cmd("MAIL FROM:<jos\u00e9@client.test>")[0], 553)
+        code, text = r.cmd("MAIL FROM:<jos\u00e9@client.test> SMTPUTF8")
+        self.assertEqual(code, 250, text)
+        self.assertEqual(r.cmd("RCPT TO:<\u00fcser@allowed.test>")[0], 250)
+        self.assertEqual(r.cmd("RSET")[0], 250)
+        # Disabled or unknown parameters are refused.
+        self.assertEqual(r.cmd("MAIL FROM:<s@client.test> FOO=BAR")[0], 555)
+        self.assertEqual(r.cmd("MAIL FROM:<s@client.test> BODY=BINARYMIME")[0], 555)
+
     def test_garbage_and_long_lines_keep_the_session(self):
         r = self.raw()
         self.assertEqual(r.cmd("EHLO " + "x" * 600)[0], 500)        # over 512 octets

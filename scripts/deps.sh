@@ -2,14 +2,15 @@
 # deps.sh [run|test] - install the Debian packages impetus needs.
 #   run:  what building and running impetusd needs
 #   test: that, plus the compilers and the real peers the tests start
-#         (clang for the sanitizer and fuzz builds, dnsmasq, Postfix's smtp-sink, swaks)
+#         (clang for the sanitizer and fuzz builds, dnsmasq, Postfix's smtp-sink, swaks,
+#         the openssl CLI that makes the TLS tests' certificates)
 # Only missing packages are installed; as root, or through sudo.
 set -euo pipefail
 
 mode=${1:-run}
-pkgs=(build-essential cmake ninja-build pkg-config libevent-dev)
+pkgs=(build-essential cmake ninja-build pkg-config libevent-dev libssl-dev libcrypt-dev)
 if [ "$mode" = test ]; then
-    pkgs+=(clang libclang-rt-14-dev llvm python3 dnsmasq-base postfix swaks)
+    pkgs+=(clang libclang-rt-14-dev llvm python3 dnsmasq-base postfix swaks openssl)
 fi
 
 missing=()

@@ -10,9 +10,13 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <strings.h>
 
 #include "lib/diag.h"
 #include "lib/netaddr.h"
+#include "listener/smtp_auth.h"
+#include "listener/smtp_tls.h"
 
 #define OUTBOUND_AND_HOST (CONF_SCOPES_OUTBOUND | CONF_SCOPE_HOST)
 
@@ -170,12 +174,36 @@ check_cidr(const char *value, char *err, size_t errlen)
 	return cidr_parse(value, &c, err, errlen);
 }
 
+/* The names SMTP_Extensions knows (smtp_session.c maps them to SMTP_EXT_* bits). */
+static const char *const smtp_extension_names[] = {
+	"PIPELINING", "SIZE", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "DSN",
+	"CHUNKING", "BINARYMIME", "STARTTLS", "AUTH", NULL,
+};
+
+static int
+check_smtp_extension(const char *value, char *err, size_t errlen)
+{
+	size_t used;
+
+	for (size_t i = 0; smtp_extension_names[i] != NULL; i++)
+		if (strcasecmp(value, smtp_extension_names[i]) == 0)
+			return 0;
+	used = (size_t)snprintf(err, errlen, "unknown extension \"%.40s\" (known:", value);
+	for (size_t i = 0; smtp_extension_names[i] != NULL && used < errlen; i++)
+		used += (size_t)snprintf(err + used, errlen - used, " %s", smtp_extension_names[i]);
+	if (used < errlen)
+		snprintf(err + used, errlen - used, ")");
+	return -1;
+}
+
 struct conf_option conf_opt_smtp_extensions = {
 	.name = "SMTP_Extensions", .type = CONF_T_LIST,
 	.def = "( \"PIPELINING\" \"SIZE\" \"8BITMIME\" \"ENHANCEDSTATUSCODES\" \"SMTPUTF8\" "
-	       "\"DSN\" \"CHUNKING\" )",
+	       "\"DSN\" \"CHUNKING\" \"STARTTLS\" \"AUTH\" )",
 	.scopes = LISTENER_SCOPES,
-	.help = "ESMTP extensions advertised and accepted",
+	.help = "ESMTP extensions advertised and accepted (STARTTLS needs TLS_Certificate, "
+	        "AUTH needs Auth_Users_File)",
+	.check = check_smtp_extension,
 };
 struct conf_option conf_opt_banner_hostname = {
 	.name = "Banner_Hostname", .type = CONF_T_STRING,
@@ -240,6 +268,51 @@ struct conf_option conf_opt_bare_line_feed = {
 	.help = "a bare CR or LF in DATA: reject the message, or normalize it to CRLF",
 };
 
+struct conf_option conf_opt_tls_certificate = {
+	.name = "TLS_Certificate", .type = CONF_T_STRING,
+	.scopes = LISTENER_SCOPES,
+	.help = "PEM certificate (chain) for STARTTLS; STARTTLS is offered only where one is set",
+	.check = smtp_tls_check_certificate,
+};
+struct conf_option conf_opt_tls_key = {
+	.name = "TLS_Key", .type = CONF_T_STRING,
+	.scopes = LISTENER_SCOPES,
+	.help = "PEM private key of TLS_Certificate (default: read from the certificate file)",
+	.check = smtp_tls_check_key,
+};
+struct conf_option conf_opt_tls_ca = {
+	.name = "TLS_CA", .type = CONF_T_STRING,
+	.scopes = LISTENER_SCOPES,
+	.help = "PEM CA certificates for client certificates (asked for, never required)",
+	.check = smtp_tls_check_ca,
+};
+struct conf_option conf_opt_auth_users_file = {
+	.name = "Auth_Users_File", .type = CONF_T_STRING,
+	.scopes = LISTENER_SCOPES,
+	.help = "file of \"user:crypt-hash\" lines for AUTH PLAIN and LOGIN; read per generation",
+	.check = smtp_auth_users_check_file,
+};
+struct conf_option conf_opt_auth_without_tls = {
+	.name = "Auth_Without_TLS", .type = CONF_T_BOOL, .def = "false",
+	.scopes = LISTENER_SCOPES,
+	.help = "offer AUTH before STARTTLS (e.g. in a Peer scope for loopback)",
+};
+struct conf_option conf_opt_auth_max_failures = {
+	.name = "Auth_Max_Failures", .type = CONF_T_INT, .def = "3",
+	.scopes = LISTENER_SCOPES, .min = 1, .max = 1000,
+	.help = "failed AUTH attempts per connection; the last one gets 421 4.7.0 and the close",
+};
+struct conf_option conf_opt_auth_peer_max_failures = {
+	.name = "Auth_Peer_Max_Failures", .type = CONF_T_INT, .def = "10",
+	.scopes = LISTENER_SCOPES, .min = 0, .max = INT32_MAX,
+	.help = "failed AUTH attempts per client address within Auth_Failure_Window (0 = no limit)",
+};
+struct conf_option conf_opt_auth_failure_window = {
+	.name = "Auth_Failure_Window", .type = CONF_T_DURATION, .def = "600",
+	.scopes = LISTENER_SCOPES, .min = 1, .max = 86400,
+	.help = "seconds over which Auth_Peer_Max_Failures counts",
+};
+
 static struct conf_option *const core_options[] = {
 	&conf_opt_spoolbase,
 	&conf_opt_pidfile,
@@ -272,6 +345,14 @@ static struct conf_option *const core_options[] = {
 	&conf_opt_relay_domains,
 	&conf_opt_open_relay,
 	&conf_opt_bare_line_feed,
+	&conf_opt_tls_certificate,
+	&conf_opt_tls_key,
+	&conf_opt_tls_ca,
+	&conf_opt_auth_users_file,
+	&conf_opt_auth_without_tls,
+	&conf_opt_auth_max_failures,
+	&conf_opt_auth_peer_max_failures,
+	&conf_opt_auth_failure_window,
 	&conf_opt_max_outbound_connections,
 	&conf_opt_message_expiration,
 	&conf_opt_retry_interval,
@@ -283,6 +364,7 @@ static struct conf_option *const core_options[] = {
 	&conf_opt_ehlo_hostname,
 };
 
+/* A Listen name: "address:port", or a Unix socket path (listen_addr_is_unix). */
 static int
 check_listen_name(const char *name, uint32_t parent_kind, char *err, size_t errlen)
 {
@@ -347,6 +429,7 @@ const char conf_default_text[] =
 	"Relay_Hosts = ( \"127.0.0.0/8\" \"::1\" )\n"
 	"ESMTP_Listener {\n"
 	"  Listen \"127.0.0.1:2525\" { }\n"
+	"  Listen \"var/run/submit.sock\" { }   # local submission (impetus-sendmail)\n"
 	"}\n"
 
 	"ec_logger {\n"

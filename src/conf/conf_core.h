@@ -46,6 +46,14 @@ extern struct conf_option conf_opt_relay_hosts;
 extern struct conf_option conf_opt_relay_domains;
 extern struct conf_option conf_opt_open_relay;
 extern struct conf_option conf_opt_bare_line_feed;
+extern struct conf_option conf_opt_tls_certificate;
+extern struct conf_option conf_opt_tls_key;
+extern struct conf_option conf_opt_tls_ca;
+extern struct conf_option conf_opt_auth_users_file;
+extern struct conf_option conf_opt_auth_without_tls;
+extern struct conf_option conf_opt_auth_max_failures;
+extern struct conf_option conf_opt_auth_peer_max_failures;
+extern struct conf_option conf_opt_auth_failure_window;
 
 /* Outbound (six-step fallback) */
 extern struct conf_option conf_opt_max_outbound_connections;

@@ -1,5 +1,6 @@
 /*
- * netaddr.c - IP addresses, CIDR blocks and listen names (netaddr.h).
+ * netaddr.c - IP addresses, CIDR blocks and listen names (netaddr.h):
+ * IP "address:port" names and Unix socket paths.
  */
 #include "lib/netaddr.h"
 
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 int
 cidr_parse(const char *text, struct cidr *out, char *err, size_t errlen)
@@ -89,6 +91,14 @@ cidr_match(const struct cidr *c, const struct sockaddr *sa)
 }
 
 int
+listen_addr_is_unix(const char *text)
+{
+	/* An IP name always has a ':' ("a.b.c.d:port", "[v6]:port", ":port"). */
+	return text[0] == '/' || strncmp(text, "./", 2) == 0 || strncmp(text, "../", 3) == 0 ||
+	       (strchr(text, '/') != NULL && strchr(text, ':') == NULL);
+}
+
+int
 listen_addr_parse(const char *text, struct sockaddr_storage *ss, socklen_t *len, char *err,
                   size_t errlen)
 {
@@ -97,6 +107,23 @@ listen_addr_parse(const char *text, struct sockaddr_storage *ss, socklen_t *len,
 	size_t hlen;
 
 	memset(ss, 0, sizeof(*ss));
+	if (listen_addr_is_unix(text)) {
+		struct sockaddr_un *su = (struct sockaddr_un *)ss;
+		size_t plen = strlen(text);
+		if (plen >= sizeof(su->sun_path)) {
+			snprintf(err, errlen, "\"%s\": a Unix socket path must be shorter than %zu bytes",
+			         text, sizeof(su->sun_path));
+			return -1;
+		}
+		if (text[plen - 1] == '/') {
+			snprintf(err, errlen, "\"%s\": a Unix socket path must name a file", text);
+			return -1;
+		}
+		su->sun_family = AF_UNIX;
+		memcpy(su->sun_path, text, plen + 1);
+		*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen + 1);
+		return 0;
+	}
 	if (text[0] == '[') {
 		const char *close = strchr(text, ']');
 		if (close == NULL || close[1] != ':') {

@@ -5,7 +5,10 @@
  * address (a /32 or /128); cidr_match tests an address, treating an
  * IPv4-mapped IPv6 address (::ffff:a.b.c.d) as the IPv4 address it carries.
  * listen_addr_parse reads Momentum's Listen names: "127.0.0.1:2525",
- * "[::1]:2525", ":25" (every IPv4 and IPv6 address). Pure functions.
+ * "[::1]:2525", ":25" (every IPv4 and IPv6 address), and Unix socket paths
+ * (listen_addr_is_unix: a name that starts with "/", "./" or "../", or
+ * contains a '/' and no ':', such as "/run/impetus/submit.sock" or "var/run/submit.sock";
+ * relative paths are relative to the working directory). Pure functions.
  */
 #ifndef IMPETUS_LIB_NETADDR_H
 #define IMPETUS_LIB_NETADDR_H
@@ -24,7 +27,10 @@ struct cidr {
 int cidr_parse(const char *text, struct cidr *out, char *err, size_t errlen);
 int cidr_match(const struct cidr *c, const struct sockaddr *sa);
 
-/* listen_addr_parse: fill ss/len; 0, or -1 with a reason in err. */
+/* listen_addr_is_unix: 1 when text names a Unix socket path, else 0. */
+int listen_addr_is_unix(const char *text);
+/* listen_addr_parse: fill ss/len (AF_INET, AF_INET6 or AF_UNIX); 0, or -1
+ * with a reason in err (a path too long for sun_path is an error). */
 int listen_addr_parse(const char *text, struct sockaddr_storage *ss, socklen_t *len,
                       char *err, size_t errlen);
 

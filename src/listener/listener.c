@@ -1,10 +1,16 @@
 /*
  * listener.c - ESMTP listening sockets and the per-client session counts.
  *
- * listener_set_bind / _start / _stop / _free / _count / _matches
+ * listener_set_bind / _chown / _start / _stop / _free / _count / _matches
  * (listener.h), peer_sessions_enter / _leave (listener_internal.h). The set
  * owns its sockets and evconnlisteners; each evconnlistener lives on the
  * loop that accepts with it and is created and freed on that loop's thread.
+ *
+ * An IP Listen address is one SO_REUSEPORT socket per loop. A Unix socket
+ * path is one socket, accepted on loop 0: a stale socket file is replaced,
+ * a live one (connect() succeeds) or any other kind of file is refused; the
+ * file is made 0660 and is removed by listener_set_free if it is still the
+ * one we bound (same device and inode).
  */
 #include "listener/listener.h"
 
@@ -16,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "conf/conf.h"
@@ -26,9 +34,18 @@
 #include "listener/listener_internal.h"
 
 #define PEER_TABLE_SIZE 4096            /* buckets of the per-client session counts */
+#define UNIX_SOCKET_MODE 0660           /* the daemon's user and group may submit */
+
+/* The file of a Unix socket we bound: removed at free if it is still ours. */
+struct unix_file {
+	int bound;                          /* bind() created the file */
+	dev_t dev;                          /* its device and inode after bind() */
+	ino_t ino;
+};
 
 struct listener_set {
 	struct listen_sock *socks;          /* one per Listen address */
+	struct unix_file *files;            /* one per Listen address; AF_UNIX ones only */
 	size_t nsocks;
 	struct loop_group *loops;           /* set by listener_set_start */
 };
@@ -49,6 +66,13 @@ struct start_ctx {
 static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg);
 static void on_accept_error(struct evconnlistener *evl, void *arg);
+static int open_socket(const struct sockaddr_storage *ss, socklen_t len, const char *name,
+                       char *err, size_t errlen);
+static int unix_socket_live(const struct sockaddr_storage *ss, socklen_t len);
+static int open_unix_socket(const struct sockaddr_storage *ss, socklen_t len, const char *name,
+                            struct unix_file *uf, char *err, size_t errlen);
+static const char *sock_path(const struct listen_sock *s);
+static void unix_file_remove(const struct listen_sock *s, const struct unix_file *uf);
 
 static pthread_mutex_t peer_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct peer_count *peer_table[PEER_TABLE_SIZE];
@@ -157,6 +181,83 @@ open_socket(const struct sockaddr_storage *ss, socklen_t len, const char *name, 
 	return fd;
 }
 
+/* 1 when a process accepts on the Unix socket at ss (or we cannot tell),
+ * 0 when nobody does (a stale file left by a crash). */
+static int
+unix_socket_live(const struct sockaddr_storage *ss, socklen_t len)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), live;
+
+	if (fd < 0)
+		return 1;
+	if (connect(fd, (const struct sockaddr *)ss, len) == 0)
+		live = 1;
+	else
+		live = errno != ECONNREFUSED && errno != ENOENT;   /* EAGAIN: backlog full */
+	close(fd);
+	return live;
+}
+
+static int
+open_unix_socket(const struct sockaddr_storage *ss, socklen_t len, const char *name,
+                 struct unix_file *uf, char *err, size_t errlen)
+{
+	const char *path = ((const struct sockaddr_un *)ss)->sun_path;
+	struct stat st;
+	int fd;
+
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(err, errlen, "Listen \"%s\": the file exists and is not a socket", name);
+			return -1;
+		}
+		if (unix_socket_live(ss, len)) {
+			snprintf(err, errlen, "Listen \"%s\": another process is listening on it", name);
+			return -1;
+		}
+		if (unlink(path) < 0 && errno != ENOENT) {
+			snprintf(err, errlen, "Listen \"%s\": cannot remove the stale socket: %s", name,
+			         strerror(errno));
+			return -1;
+		}
+	} else if (errno != ENOENT) {
+		snprintf(err, errlen, "Listen \"%s\": %s", name, strerror(errno));
+		return -1;
+	}
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0) {
+		snprintf(err, errlen, "Listen \"%s\": socket: %s", name, strerror(errno));
+		return -1;
+	}
+	if (bind(fd, (const struct sockaddr *)ss, len) < 0) {
+		snprintf(err, errlen, "Listen \"%s\": %s", name, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (stat(path, &st) < 0) {
+		snprintf(err, errlen, "Listen \"%s\": %s", name, strerror(errno));
+		unlink(path);
+		close(fd);
+		return -1;
+	}
+	uf->bound = 1;
+	uf->dev = st.st_dev;
+	uf->ino = st.st_ino;
+	/* The mode before listen(): nobody can connect while it is still the umask's.
+	 * On failure listener_set_free removes the file. */
+	if (chmod(path, UNIX_SOCKET_MODE) < 0 || listen(fd, 511) < 0) {
+		snprintf(err, errlen, "Listen \"%s\": %s", name, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static const char *
+sock_path(const struct listen_sock *s)
+{
+	return s->addr.ss_family == AF_UNIX ? ((const struct sockaddr_un *)&s->addr)->sun_path : NULL;
+}
+
 struct listener_set *
 listener_set_bind(const struct conf *c, int nsockets, char *err, size_t errlen)
 {
@@ -169,16 +270,26 @@ listener_set_bind(const struct conf *c, int nsockets, char *err, size_t errlen)
 		for (size_t j = 0; conf_scope_child(el, CONF_SCOPE_LISTEN, j); j++)
 			ls->nsocks++;
 	ls->socks = xcalloc(ls->nsocks ? ls->nsocks : 1, sizeof(*ls->socks));
+	ls->files = xcalloc(ls->nsocks ? ls->nsocks : 1, sizeof(*ls->files));
 	size_t k = 0;
 	for (size_t i = 0; (el = conf_scope_child(c->global, CONF_SCOPE_ESMTP_LISTENER, i)); i++) {
 		for (size_t j = 0; (lsn = conf_scope_child(el, CONF_SCOPE_LISTEN, j)); j++) {
-			struct listen_sock *s = &ls->socks[k++];
+			size_t idx = k++;
+			struct listen_sock *s = &ls->socks[idx];
 			s->name = xstrdup(lsn->name);
 			atomic_init(&s->sessions, 0);
 			s->fds = xcalloc((size_t)nsockets, sizeof(int));
 			s->evl = xcalloc((size_t)nsockets, sizeof(*s->evl));
 			if (listen_addr_parse(s->name, &s->addr, &s->addrlen, err, errlen) < 0)
 				goto fail;
+			if (s->addr.ss_family == AF_UNIX) {
+				s->fds[0] = open_unix_socket(&s->addr, s->addrlen, s->name,
+				                             &ls->files[idx], err, errlen);
+				if (s->fds[0] < 0)
+					goto fail;
+				s->nfds = 1;
+				continue;
+			}
 			for (int n = 0; n < nsockets; n++) {
 				s->fds[n] = open_socket(&s->addr, s->addrlen, s->name, err, errlen);
 				if (s->fds[n] < 0)
@@ -191,6 +302,21 @@ listener_set_bind(const struct conf *c, int nsockets, char *err, size_t errlen)
 fail:
 	listener_set_free(ls);
 	return NULL;
+}
+
+int
+listener_set_chown(const struct listener_set *ls, uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+	for (size_t i = 0; ls != NULL && i < ls->nsocks; i++) {
+		const char *path = sock_path(&ls->socks[i]);
+		if (path == NULL || !ls->files[i].bound)
+			continue;
+		if (lchown(path, uid, gid) < 0) {
+			snprintf(err, errlen, "Listen \"%s\": chown: %s", ls->socks[i].name, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
 }
 
 size_t
@@ -225,6 +351,15 @@ listener_set_start(struct listener_set *ls, struct loop_group *loops, struct spo
 	for (size_t i = 0; i < ls->nsocks; i++) {
 		struct listen_sock *s = &ls->socks[i];
 		s->spool = sp;
+		if (s->addr.ss_family == AF_UNIX) {
+			/* One socket: loop 0 accepts for it. */
+			struct start_ctx *sc = xmalloc(sizeof(*sc));
+			sc->ls = ls;
+			sc->sock = i;
+			sc->loop = 0;
+			loop_post(loop_group_get(loops, 0), start_on_loop, sc);
+			continue;
+		}
 		if (s->nfds < n) {
 			snprintf(err, errlen, "Listen \"%s\": %d sockets for %d loops", s->name, s->nfds, n);
 			return -1;
@@ -320,6 +455,21 @@ listener_set_stop(struct listener_set *ls)
 	pthread_cond_destroy(&sc.cond);
 }
 
+/* Remove the socket file we bound, unless another process replaced it. */
+static void
+unix_file_remove(const struct listen_sock *s, const struct unix_file *uf)
+{
+	const char *path = sock_path(s);
+	struct stat st;
+
+	if (path == NULL || !uf->bound || lstat(path, &st) < 0)
+		return;
+	if (st.st_dev != uf->dev || st.st_ino != uf->ino)
+		return;
+	if (unlink(path) < 0 && errno != ENOENT)
+		diag_warn("Listen \"%s\": cannot remove the socket file: %s", s->name, strerror(errno));
+}
+
 void
 listener_set_free(struct listener_set *ls)
 {
@@ -332,11 +482,13 @@ listener_set_free(struct listener_set *ls)
 				evconnlistener_free(s->evl[j]);     /* loops are stopped by now */
 			close(s->fds[j]);
 		}
+		unix_file_remove(s, &ls->files[i]);
 		free(s->fds);
 		free(s->evl);
 		free(s->name);
 	}
 	free(ls->socks);
+	free(ls->files);
 	free(ls);
 }
 

@@ -6,10 +6,23 @@
  * A session is an explicit state machine on the loop that accepted it:
  *
  *   CMD       reading command lines (HELO, EHLO, MAIL, RCPT, DATA, BDAT,
- *             RSET, NOOP, QUIT, VRFY, EXPN, HELP); pipelined commands are
- *             answered in order and the replies leave in one write
+ *             RSET, NOOP, QUIT, VRFY, EXPN, HELP, STARTTLS, AUTH);
+ *             pipelined commands are answered in order and the replies
+ *             leave in one write
  *   DATA      feeding the DATA parser (smtp_parse.h: only CRLF.CRLF ends it)
  *   BDAT      reading exactly the announced chunk octets
+ *   TLS       after "220 Ready to start TLS": the TLS handshake (RFC 3207).
+ *             Whatever the client sent after STARTTLS in the same read is
+ *             thrown away unread first, so nothing pipelined in plain text
+ *             is ever executed inside TLS (CVE-2011-0411). Once the
+ *             handshake is done the session forgets HELO/EHLO and the
+ *             transaction; a failed handshake is logged and closes.
+ *   AUTH      reading SASL response lines (RFC 4954: PLAIN, LOGIN; "*"
+ *             cancels)
+ *   VERIFY    a worker thread checks the password (smtp_auth.h); input waits
+ *   AUTH_DELAY  a failed AUTH is answered after a growing delay (a timer;
+ *             1 s, 2 s, 4 s, 8 s at most); the last allowed failure gets
+ *             421 4.7.0 and the close
  *   SPOOLING  the message is being made durable; input waits
  *   CLOSING   the last reply is being written; then the session is freed
  *
@@ -18,15 +31,19 @@
  * a failed commit gives 451 4.3.0. Every accepted recipient-message fires
  * log_reception_v1, every refused command log_rejection.
  *
- * The session owns its bufferevent, transaction and spool batch. A session
- * whose client goes away while the spool works is freed by the spool's
+ * The session owns its bufferevent (the socket one, or the TLS filter over
+ * it after STARTTLS), transaction, spool batch, references on its TLS
+ * context and users table, and the AUTH delay timer. A session whose client
+ * goes away while the spool or a password check works is freed by that
  * callback, never before.
  */
 #include <ctype.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/err.h>
 #include <impetus/hooks/core/log_reception_v1.h>
 #include <impetus/hooks/core/log_rejection.h>
 #include <stdarg.h>
@@ -41,22 +58,31 @@
 #include "conf/conf.h"
 #include "conf/conf_core.h"
 #include "event/loop.h"
+#include "event/timer.h"
 #include "lib/diag.h"
 #include "lib/netaddr.h"
 #include "lib/strbuf.h"
 #include "lib/xalloc.h"
 #include "listener/listener_internal.h"
+#include "listener/smtp_auth.h"
 #include "listener/smtp_parse.h"
+#include "listener/smtp_tls.h"
 #include "message/message.h"
 #include "spool/spool.h"
 
 #define SESSION_READ_CHUNK 4096     /* bytes of command input looked at per pass */
 #define BODY_FLUSH 65536            /* body bytes kept before handing them to the batch */
+#define AUTH_DELAY_MAX_S 8          /* longest pause before answering a failed AUTH */
+#define LINE_COPY_MAX (SMTP_AUTH_LINE_MAX > SMTP_LINE_MAX ? SMTP_AUTH_LINE_MAX : SMTP_LINE_MAX)
 
 enum session_state {
 	SS_CMD,
 	SS_DATA,
 	SS_BDAT,
+	SS_TLS,
+	SS_AUTH,
+	SS_VERIFY,
+	SS_AUTH_DELAY,
 	SS_SPOOLING,
 	SS_CLOSING,
 };
@@ -72,6 +98,12 @@ struct session_settings {
 	int relay_all;                  /* Open_Relay, or the client is in Relay_Hosts */
 	const struct conf_setting *relay_domains; /* Relay_Domains */
 	char hostname[256];             /* Banner_Hostname or the host name */
+	SSL_CTX *tls_ctx;               /* referenced; NULL: STARTTLS not offered */
+	struct smtp_auth_users *users;  /* referenced; NULL: AUTH not offered */
+	int auth_without_tls;           /* Auth_Without_TLS */
+	long auth_max_failures;         /* Auth_Max_Failures, per connection */
+	long auth_peer_max;             /* Auth_Peer_Max_Failures, 0 = no limit */
+	long auth_window_s;             /* Auth_Failure_Window, seconds */
 };
 
 struct smtp_session {
@@ -101,7 +133,16 @@ struct smtp_session {
 	int bdat_started;               /* a BDAT transaction is in progress */
 	int bdat_failed;                /* a chunk was refused: answer errors until LAST */
 	struct strbuf body;             /* parsed content waiting to go into the batch */
-	int client_gone;                /* the connection died while spooling */
+	int client_gone;                /* the connection died while spooling or verifying */
+	int tls;                        /* the TLS handshake is done */
+	char *auth_user;                /* the authenticated user, owned; NULL before AUTH */
+	struct smtp_line_reader auth_lr; /* SASL response lines (longer than commands) */
+	enum smtp_auth_mech auth_mech;  /* the exchange in progress (SS_AUTH) */
+	int auth_step;                  /* LOGIN: 0 wants the user name, 1 the password */
+	char auth_login_user[SMTP_AUTH_FIELD_MAX + 1]; /* LOGIN: the user name given */
+	unsigned auth_failures;         /* failed AUTH attempts on this connection */
+	struct timer *auth_timer;       /* the delay before a failure's reply */
+	struct evbuffer_cb_entry *socket_drained; /* TLS: watches the socket's output */
 	struct smtp_session *prev, *next; /* the sessions of this loop */
 };
 
@@ -119,6 +160,11 @@ static void reject(struct smtp_session *s, int phase, int code, const char *enh,
                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 static void txn_reset(struct smtp_session *s);
 static void data_finish(struct smtp_session *s, enum smtp_data_status st);
+static void tls_start(struct smtp_session *s);
+static void tls_established(struct smtp_session *s);
+static void auth_response(struct smtp_session *s, const char *line, size_t len);
+static void auth_verified(int ok, const char *user, void *arg);
+static void auth_delay_over(struct timer *t, void *arg);
 
 /* ------------------------------------------------------------ settings */
 
@@ -130,6 +176,7 @@ ext_bits(const struct conf_setting *list)
 		{ "8BITMIME", SMTP_EXT_8BITMIME }, { "ENHANCEDSTATUSCODES", SMTP_EXT_ENHANCEDSTATUSCODES },
 		{ "SMTPUTF8", SMTP_EXT_SMTPUTF8 }, { "DSN", SMTP_EXT_DSN },
 		{ "CHUNKING", SMTP_EXT_CHUNKING }, { "BINARYMIME", SMTP_EXT_BINARYMIME },
+		{ "STARTTLS", SMTP_EXT_STARTTLS }, { "AUTH", SMTP_EXT_AUTH },
 	};
 	unsigned bits = 0;
 
@@ -207,6 +254,56 @@ settings_load(struct smtp_session *s, const struct conf_scope *scope)
 	else if (gethostname(st->hostname, sizeof(st->hostname)) < 0)
 		snprintf(st->hostname, sizeof(st->hostname), "localhost");
 	st->hostname[sizeof(st->hostname) - 1] = '\0';
+
+	/* STARTTLS: listed, and a certificate in this scope (not over a Unix socket). */
+	const struct conf_setting *cert = conf_resolve_chain(scope, &conf_opt_tls_certificate);
+	if ((st->ext & SMTP_EXT_STARTTLS) && cert != NULL && peer->sa_family != AF_UNIX) {
+		const struct conf_setting *key = conf_resolve_chain(scope, &conf_opt_tls_key);
+		const struct conf_setting *ca = conf_resolve_chain(scope, &conf_opt_tls_ca);
+		char err[1024];
+		int first;
+		st->tls_ctx = smtp_tls_ctx_get(s->conf->generation, cert->s, key ? key->s : NULL,
+		                               ca ? ca->s : NULL, &first, err, sizeof(err));
+		if (st->tls_ctx == NULL && first)
+			diag_warn("STARTTLS not offered: %s", err);
+	}
+	if (st->tls_ctx == NULL)
+		st->ext &= ~(unsigned)SMTP_EXT_STARTTLS;
+	/* AUTH: listed, and a users file in this scope. */
+	v = conf_resolve_chain(scope, &conf_opt_auth_users_file);
+	if ((st->ext & SMTP_EXT_AUTH) && v != NULL) {
+		char err[1024];
+		int first;
+		st->users = smtp_auth_users_get(s->conf->generation, v->s, &first, err, sizeof(err));
+		if (st->users == NULL && first)
+			diag_warn("AUTH not offered: Auth_Users_File %s", err);
+	}
+	if (st->users == NULL)
+		st->ext &= ~(unsigned)SMTP_EXT_AUTH;
+	st->auth_without_tls = (int)conf_resolve_chain(scope, &conf_opt_auth_without_tls)->i;
+	st->auth_max_failures = (long)conf_resolve_chain(scope, &conf_opt_auth_max_failures)->i;
+	st->auth_peer_max = (long)conf_resolve_chain(scope, &conf_opt_auth_peer_max_failures)->i;
+	st->auth_window_s = (long)conf_resolve_chain(scope, &conf_opt_auth_failure_window)->i;
+}
+
+/* AUTH is offered now: configured, and after TLS unless Auth_Without_TLS. */
+static int
+auth_offered(const struct smtp_session *s)
+{
+	return (s->set.ext & SMTP_EXT_AUTH) && (s->tls || s->set.auth_without_tls);
+}
+
+/* The extensions in force now: STARTTLS only before TLS, AUTH when offered. */
+static unsigned
+session_ext(const struct smtp_session *s)
+{
+	unsigned ext = s->set.ext;
+
+	if (s->tls)
+		ext &= ~(unsigned)SMTP_EXT_STARTTLS;
+	if (!auth_offered(s))
+		ext &= ~(unsigned)SMTP_EXT_AUTH;
+	return ext;
 }
 
 /* ------------------------------------------------------------- replies */
@@ -264,13 +361,38 @@ reply_parse_error(struct smtp_session *s, int phase, int err)
 	reject(s, phase, code, enh, "%s", text);
 }
 
+/* Octets still to be written: with TLS, in the filter and in the socket's buffer. */
+static size_t
+output_pending(struct smtp_session *s)
+{
+	struct bufferevent *under = bufferevent_get_underlying(s->bev);
+	size_t n = evbuffer_get_length(bufferevent_get_output(s->bev));
+
+	if (under != NULL)
+		n += evbuffer_get_length(bufferevent_get_output(under));
+	return n;
+}
+
 /* Say the last words and close once they are written. */
 static void
 close_after_reply(struct smtp_session *s)
 {
 	s->state = SS_CLOSING;
 	bufferevent_disable(s->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+	if (s->auth_timer != NULL)
+		timer_stop(s->auth_timer);
+	if (output_pending(s) == 0)
+		session_free(s);
+}
+
+/* TLS: the socket's output shrank; a closing session goes once all is sent
+ * (the filter's write callback fires when its records are made, not sent). */
+static void
+socket_output_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	if (s->state == SS_CLOSING && info->n_deleted > 0 && output_pending(s) == 0)
 		session_free(s);
 }
 
@@ -303,11 +425,15 @@ smtp_session_start(struct listen_sock *ls, struct loop *l, int fd, const struct 
 		scope = listen ? listen : c->global;
 	settings_load(s, scope);
 	smtp_line_init(&s->lr, SMTP_LINE_MAX);
+	smtp_line_init(&s->auth_lr, SMTP_AUTH_LINE_MAX);
 
 	evutil_make_socket_nonblocking(fd);
 	s->bev = bufferevent_socket_new(loop_base(l), fd, BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL) {
 		close(fd);
+		if (s->set.tls_ctx != NULL)
+			SSL_CTX_free(s->set.tls_ctx);
+		smtp_auth_users_unref(s->set.users);
 		conf_unref(c);
 		free(s);
 		return;
@@ -341,8 +467,8 @@ smtp_session_start(struct listen_sock *ls, struct loop *l, int fd, const struct 
 static void
 session_free(struct smtp_session *s)
 {
-	if (s->state == SS_SPOOLING) {
-		/* The spool's callback still refers to us: it frees. */
+	if (s->state == SS_SPOOLING || s->state == SS_VERIFY) {
+		/* The spool's (or the password check's) callback still refers to us: it frees. */
 		s->client_gone = 1;
 		return;
 	}
@@ -358,7 +484,17 @@ session_free(struct smtp_session *s)
 	if (s->batch != NULL)
 		spool_batch_free(s->batch);
 	strbuf_free(&s->body);
-	bufferevent_free(s->bev);
+	timer_free(s->auth_timer);
+	if (s->socket_drained != NULL)
+		evbuffer_remove_cb_entry(bufferevent_get_output(bufferevent_get_underlying(s->bev)),
+		                         s->socket_drained);
+	if (s->auth_user != NULL)
+		free(s->auth_user);
+	explicit_bzero(s->auth_login_user, sizeof(s->auth_login_user));
+	bufferevent_free(s->bev);       /* the TLS filter frees its SSL and the socket's one */
+	if (s->set.tls_ctx != NULL)
+		SSL_CTX_free(s->set.tls_ctx);
+	smtp_auth_users_unref(s->set.users);
 	conf_unref(s->conf);
 	free(s);
 }
@@ -370,8 +506,13 @@ smtp_session_shutdown(struct loop *l)
 
 	for (; s != NULL; s = next) {
 		next = s->next;
-		if (s->state == SS_SPOOLING || s->state == SS_CLOSING)
+		if (s->state == SS_SPOOLING || s->state == SS_VERIFY || s->state == SS_CLOSING)
 			continue;       /* finishes its reply, then goes */
+		if (s->state == SS_TLS) {
+			s->state = SS_CLOSING;  /* no reply fits inside a handshake */
+			session_free(s);
+			continue;
+		}
 		reply(s, 421, "4.3.2", "%s Service shutting down", s->set.hostname);
 		close_after_reply(s);
 	}
@@ -382,8 +523,29 @@ session_write(struct bufferevent *bev, void *arg)
 {
 	struct smtp_session *s = arg;
 
-	if (s->state == SS_CLOSING)
+	if (s->state == SS_CLOSING && output_pending(s) == 0)
 		session_free(s);
+}
+
+/* The OpenSSL errors libevent kept for bev, as one line. */
+static void
+tls_bev_error_text(struct bufferevent *bev, char *buf, size_t len)
+{
+	unsigned long e;
+	size_t used = 0;
+
+	buf[0] = '\0';
+	while ((e = bufferevent_get_openssl_error(bev)) != 0 && used + 2 < len) {
+		char one[256];
+		ERR_error_string_n(e, one, sizeof(one));
+		int n = snprintf(buf + used, len - used, "%s%s", used ? "; " : "", one);
+		if (n < 0)
+			break;
+		used += (size_t)n;
+	}
+	if (buf[0] == '\0')
+		snprintf(buf, len, "%s", EVUTIL_SOCKET_ERROR() ? evutil_socket_error_to_string(
+		         EVUTIL_SOCKET_ERROR()) : "connection closed");
 }
 
 static void
@@ -391,8 +553,25 @@ session_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp_session *s = arg;
 
+	if ((what & BEV_EVENT_CONNECTED) && s->state == SS_TLS) {
+		tls_established(s);
+		return;
+	}
+	if (s->state == SS_TLS && (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF | BEV_EVENT_TIMEOUT))) {
+		char ip[64], why[512];
+		sockaddr_render_ip((const struct sockaddr *)&s->ac.remote, ip, sizeof(ip));
+		if (what & BEV_EVENT_TIMEOUT)
+			snprintf(why, sizeof(why), "timeout");
+		else
+			tls_bev_error_text(bev, why, sizeof(why));
+		diag_info("connection %llu from [%s]: TLS handshake failed: %s",
+		          (unsigned long long)s->ac.conn_id, ip, why);
+		s->state = SS_CLOSING;
+		session_free(s);
+		return;
+	}
 	if (what & BEV_EVENT_TIMEOUT) {
-		if (s->state == SS_SPOOLING)
+		if (s->state == SS_SPOOLING || s->state == SS_VERIFY || s->state == SS_AUTH_DELAY)
 			return;         /* our own wait, not the client's */
 		if (s->state == SS_CLOSING) {
 			session_free(s);        /* the client does not read its last reply */
@@ -404,7 +583,7 @@ session_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	/* EOF or an error: the client is gone. */
-	if (s->state == SS_SPOOLING) {
+	if (s->state == SS_SPOOLING || s->state == SS_VERIFY) {
 		s->client_gone = 1;
 		return;
 	}
@@ -466,6 +645,10 @@ cmd_ehlo(struct smtp_session *s, const struct smtp_cmd *cmd, int esmtp)
 		evbuffer_add_printf(out, "250-BINARYMIME\r\n");
 	if (s->set.ext & SMTP_EXT_CHUNKING)
 		evbuffer_add_printf(out, "250-CHUNKING\r\n");
+	if (session_ext(s) & SMTP_EXT_STARTTLS)
+		evbuffer_add_printf(out, "250-STARTTLS\r\n");
+	if (session_ext(s) & SMTP_EXT_AUTH)
+		evbuffer_add_printf(out, "250-AUTH PLAIN LOGIN\r\n");
 	evbuffer_add_printf(out, "250 HELP\r\n");
 }
 
@@ -493,7 +676,7 @@ cmd_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
 	int flags = SMTP_PATH_ALLOW_NULL | ((s->set.ext & SMTP_EXT_SMTPUTF8) ? SMTP_PATH_ALLOW_UTF8 : 0);
 	err = smtp_parse_path(cmd->arg, cmd->arglen, flags, &s->from, &params, &plen);
 	if (err == 0)
-		err = smtp_parse_mail_params(params, plen, s->set.ext, &s->mail_params);
+		err = smtp_parse_mail_params(params, plen, session_ext(s), &s->mail_params);
 	if (err == 0 && s->from.utf8 && !s->mail_params.smtputf8)
 		err = SMTP_PARSE_UTF8_NOT_ALLOWED;
 	if (err != 0) {
@@ -569,7 +752,8 @@ cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 	}
 	/* The domain is what follows the last unquoted '@': '%', '!', routes and
 	 * quoted '@' never change it, so they cannot open the relay. */
-	if (!s->set.relay_all && (to.postmaster || !relay_domain_allowed(s->set.relay_domains, to.domain))) {
+	int may_relay = s->set.relay_all || s->auth_user != NULL;
+	if (!may_relay && (to.postmaster || !relay_domain_allowed(s->set.relay_domains, to.domain))) {
 		if (!to.postmaster) {
 			reject(s, VALIDATE_PHASE_RCPTTO, 550, "5.7.1", "<%s@%s>: Relay access denied",
 			       to.local, to.domain);
@@ -603,10 +787,15 @@ add_received(struct smtp_session *s)
 	sockaddr_render_ip((const struct sockaddr *)&s->ac.remote, ip, sizeof(ip));
 	localtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
-	if (s->mail_params.smtputf8)
-		with = "UTF8SMTP";      /* RFC 6531 §3.7.4 */
+	/* RFC 3848 and RFC 6531 §3.7.4: S after TLS, A after AUTH. */
+	static const char *const withs[2][4] = {
+		{ "ESMTP", "ESMTPA", "ESMTPS", "ESMTPSA" },
+		{ "UTF8SMTP", "UTF8SMTPA", "UTF8SMTPS", "UTF8SMTPSA" },
+	};
+	if (!s->esmtp && !s->mail_params.smtputf8)
+		with = "SMTP";
 	else
-		with = s->esmtp ? "ESMTP" : "SMTP";
+		with = withs[s->mail_params.smtputf8 ? 1 : 0][(s->tls ? 2 : 0) + (s->auth_user ? 1 : 0)];
 	if (s->ac.remote.ss_family == AF_UNIX)
 		n = snprintf(line, sizeof(line),
 		             "Received: from %s (local submission)\r\n\tby %s (impetus) with %s id %s;\r\n\t%s\r\n",
@@ -672,6 +861,254 @@ cmd_bdat(struct smtp_session *s, const struct smtp_cmd *cmd)
 }
 
 static void
+cmd_starttls(struct smtp_session *s)
+{
+	if (!(session_ext(s) & SMTP_EXT_STARTTLS)) {
+		reject(s, VALIDATE_PHASE_CONNECT, s->tls ? 503 : 502, "5.5.1",
+		       s->tls ? "Error: TLS already active" : "Error: command not implemented");
+		return;
+	}
+	if (s->in_mail) {
+		reject(s, VALIDATE_PHASE_CONNECT, 503, "5.5.1", "Error: MAIL transaction in progress");
+		return;
+	}
+	reply(s, 220, "2.0.0", "Ready to start TLS");
+	tls_start(s);
+}
+
+/*
+ * The 220 is queued on the socket's bufferevent: drop every byte the client
+ * sent after the STARTTLS line (RFC 3207 §6: never act on it), then put the
+ * TLS filter over the socket; the 220 leaves first, in plain text.
+ */
+static void
+tls_start(struct smtp_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct bufferevent *tls;
+	SSL *ssl = SSL_new(s->set.tls_ctx);
+	struct timeval idle = { s->set.idle_s, 0 };
+
+	evbuffer_drain(in, evbuffer_get_length(in));
+	smtp_line_init(&s->lr, SMTP_LINE_MAX);
+	if (ssl == NULL) {
+		ERR_clear_error();
+		diag_warn("connection %llu: cannot start TLS: out of memory",
+		          (unsigned long long)s->ac.conn_id);
+		close_after_reply(s);
+		return;
+	}
+	tls = bufferevent_openssl_filter_new(loop_base(s->loop), s->bev, ssl,
+	                                     BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (tls == NULL) {
+		SSL_free(ssl);
+		diag_warn("connection %llu: cannot start TLS", (unsigned long long)s->ac.conn_id);
+		close_after_reply(s);
+		return;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+	bufferevent_set_timeouts(s->bev, NULL, NULL);
+	s->socket_drained = evbuffer_add_cb(bufferevent_get_output(s->bev), socket_output_drained, s);
+	s->bev = tls;
+	s->state = SS_TLS;
+	bufferevent_setcb(tls, session_read, session_write, session_event, s);
+	bufferevent_set_timeouts(tls, &idle, &idle);
+	bufferevent_enable(tls, EV_READ);
+}
+
+/* The handshake is done: a fresh session inside TLS (RFC 3207 §4.2). */
+static void
+tls_established(struct smtp_session *s)
+{
+	s->tls = 1;
+	s->state = SS_CMD;
+	s->greeted = 0;
+	s->esmtp = 0;
+	s->helo[0] = '\0';
+	txn_reset(s);
+	session_process(s);
+}
+
+static void
+cmd_auth(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	enum smtp_auth_mech mech;
+	const char *ir;
+	size_t irlen;
+	long window_fails;
+
+	if (!(s->set.ext & SMTP_EXT_AUTH)) {
+		reject(s, VALIDATE_PHASE_AUTH, 502, "5.5.1", "Error: command not implemented");
+		return;
+	}
+	if (!auth_offered(s)) {
+		/* RFC 4954 §6: the mechanisms we have need an encrypted channel. */
+		reject(s, VALIDATE_PHASE_AUTH, 538, "5.7.11",
+		       "Encryption required for requested authentication mechanism");
+		return;
+	}
+	if (!s->esmtp) {
+		reject(s, VALIDATE_PHASE_AUTH, 503, "5.5.1", "Error: send EHLO first");
+		return;
+	}
+	if (s->auth_user != NULL) {
+		reject(s, VALIDATE_PHASE_AUTH, 503, "5.5.1", "Error: already authenticated");
+		return;
+	}
+	if (s->in_mail) {
+		reject(s, VALIDATE_PHASE_AUTH, 503, "5.5.1", "Error: MAIL transaction in progress");
+		return;
+	}
+	if (smtp_auth_mech_parse(cmd->arg, cmd->arglen, &mech, &ir, &irlen) < 0) {
+		reject(s, VALIDATE_PHASE_AUTH, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+		return;
+	}
+	if (mech == SMTP_AUTH_MECH_UNKNOWN) {
+		reject(s, VALIDATE_PHASE_AUTH, 504, "5.5.4", "Unrecognized authentication type");
+		return;
+	}
+	window_fails = s->set.auth_peer_max > 0 ?
+	               smtp_auth_peer_failures((const struct sockaddr *)&s->ac.remote,
+	                                       s->set.auth_window_s, time(NULL)) : 0;
+	if (s->set.auth_peer_max > 0 && window_fails >= s->set.auth_peer_max) {
+		reject(s, VALIDATE_PHASE_AUTH, 421, "4.7.0",
+		       "%s Too many failed authentications from your address, try again later",
+		       s->set.hostname);
+		close_after_reply(s);
+		return;
+	}
+	s->auth_mech = mech;
+	s->auth_step = 0;
+	s->state = SS_AUTH;
+	smtp_line_init(&s->auth_lr, SMTP_AUTH_LINE_MAX);
+	if (ir != NULL) {
+		auth_response(s, ir, irlen);
+		return;
+	}
+	if (mech == SMTP_AUTH_MECH_PLAIN)
+		evbuffer_add_printf(bufferevent_get_output(s->bev), "334 \r\n");
+	else
+		evbuffer_add_printf(bufferevent_get_output(s->bev), "334 VXNlcm5hbWU6\r\n");
+}
+
+/* End the SASL exchange without a verdict: back to commands. */
+static void
+auth_abort(struct smtp_session *s, int code, const char *enh, const char *text)
+{
+	explicit_bzero(s->auth_login_user, sizeof(s->auth_login_user));
+	s->state = SS_CMD;
+	reject(s, VALIDATE_PHASE_AUTH, code, enh, "%s", text);
+}
+
+static void
+auth_check(struct smtp_session *s, const char *user, const char *pass)
+{
+	s->state = SS_VERIFY;
+	bufferevent_disable(s->bev, EV_READ);
+	smtp_auth_verify_async(s->set.users, user, pass, s->loop, auth_verified, s);
+}
+
+/* One SASL response line (or the initial response): line / len, base64 or "*" / "=". */
+static void
+auth_response(struct smtp_session *s, const char *line, size_t len)
+{
+	unsigned char buf[SMTP_AUTH_LINE_MAX];
+	size_t n = 0;
+	struct smtp_auth_creds cr;
+
+	if (len == 1 && line[0] == '*') {
+		auth_abort(s, 501, "5.7.0", "Authentication canceled");
+		return;
+	}
+	if (!(len == 1 && line[0] == '=') &&
+	    smtp_auth_b64_decode(line, len, buf, sizeof(buf), &n) < 0) {
+		auth_abort(s, 501, "5.5.2", "Invalid base64 data");
+		return;
+	}
+	if (s->auth_mech == SMTP_AUTH_MECH_PLAIN) {
+		int bad = smtp_auth_plain_decode(buf, n, &cr) < 0 ||
+		          (cr.authzid[0] != '\0' && strcmp(cr.authzid, cr.user) != 0);
+		explicit_bzero(buf, sizeof(buf));
+		if (bad) {
+			smtp_auth_creds_wipe(&cr);
+			auth_abort(s, 501, "5.5.2", "Invalid PLAIN authentication data");
+			return;
+		}
+		auth_check(s, cr.user, cr.pass);
+		smtp_auth_creds_wipe(&cr);
+		return;
+	}
+	/* LOGIN: the user name, then the password. */
+	if (n == 0 || n > SMTP_AUTH_FIELD_MAX || memchr(buf, '\0', n) != NULL) {
+		explicit_bzero(buf, sizeof(buf));
+		auth_abort(s, 501, "5.5.2", "Invalid LOGIN authentication data");
+		return;
+	}
+	if (s->auth_step == 0) {
+		memcpy(s->auth_login_user, buf, n);
+		s->auth_login_user[n] = '\0';
+		s->auth_step = 1;
+		evbuffer_add_printf(bufferevent_get_output(s->bev), "334 UGFzc3dvcmQ6\r\n");
+		return;
+	}
+	char pass[SMTP_AUTH_FIELD_MAX + 1];
+	memcpy(pass, buf, n);
+	pass[n] = '\0';
+	explicit_bzero(buf, sizeof(buf));
+	auth_check(s, s->auth_login_user, pass);
+	explicit_bzero(pass, sizeof(pass));
+	explicit_bzero(s->auth_login_user, sizeof(s->auth_login_user));
+}
+
+/* The worker's verdict, on our loop. */
+static void
+auth_verified(int ok, const char *user, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	if (s->client_gone) {
+		s->state = SS_CLOSING;
+		session_free(s);
+		return;
+	}
+	if (ok) {
+		s->auth_user = xstrdup(user);
+		s->state = SS_CMD;
+		reply(s, 235, "2.7.0", "Authentication successful");
+		bufferevent_enable(s->bev, EV_READ);
+		session_process(s);
+		return;
+	}
+	s->auth_failures++;
+	smtp_auth_peer_fail((const struct sockaddr *)&s->ac.remote, s->set.auth_window_s, time(NULL));
+	unsigned shift = s->auth_failures - 1 < 3 ? s->auth_failures - 1 : 3;
+	uint64_t delay_s = (uint64_t)1 << shift;
+	if (delay_s > AUTH_DELAY_MAX_S)
+		delay_s = AUTH_DELAY_MAX_S;
+	if (s->auth_timer == NULL)
+		s->auth_timer = timer_new(s->loop, auth_delay_over, s);
+	s->state = SS_AUTH_DELAY;
+	timer_start_ms(s->auth_timer, delay_s * 1000);
+}
+
+static void
+auth_delay_over(struct timer *t, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	s->state = SS_CMD;
+	if ((long)s->auth_failures >= s->set.auth_max_failures) {
+		reject(s, VALIDATE_PHASE_AUTH, 421, "4.7.0",
+		       "%s Too many failed authentications, closing", s->set.hostname);
+		close_after_reply(s);
+		return;
+	}
+	reject(s, VALIDATE_PHASE_AUTH, 535, "5.7.8", "Authentication credentials invalid");
+	bufferevent_enable(s->bev, EV_READ);
+	session_process(s);
+}
+
+static void
 handle_command(struct smtp_session *s, const char *line, size_t len)
 {
 	struct smtp_cmd cmd;
@@ -727,7 +1164,11 @@ handle_command(struct smtp_session *s, const char *line, size_t len)
 		reply(s, 214, "2.0.0", "See RFC 5321 (impetus)");
 		break;
 	case SMTP_VERB_STARTTLS:
+		cmd_starttls(s);
+		break;
 	case SMTP_VERB_AUTH:
+		cmd_auth(s, &cmd);
+		break;
 	case SMTP_VERB_UNKNOWN:
 		reject(s, VALIDATE_PHASE_CONNECT, 502, "5.5.1", "Error: command not implemented");
 		break;
@@ -882,9 +1323,12 @@ feed_bdat(struct smtp_session *s, struct evbuffer *in)
 static void
 session_process(struct smtp_session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-
-	while (s->state != SS_SPOOLING && s->state != SS_CLOSING) {
+	while (s->state == SS_CMD || s->state == SS_DATA || s->state == SS_BDAT ||
+	       s->state == SS_AUTH) {
+		/* Fetched each pass: STARTTLS replaces the bufferevent. */
+		struct evbuffer *in = bufferevent_get_input(s->bev);
+		int sasl = s->state == SS_AUTH;
+		struct smtp_line_reader *lr = sasl ? &s->auth_lr : &s->lr;
 		if (s->state == SS_DATA) {
 			if (evbuffer_get_length(in) == 0)
 				return;
@@ -904,7 +1348,7 @@ session_process(struct smtp_session *s)
 		const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
 		const char *line;
 		size_t linelen, used = 0;
-		enum smtp_line_status ls = smtp_line_next(&s->lr, buf, look, &used, &line, &linelen);
+		enum smtp_line_status ls = smtp_line_next(lr, buf, look, &used, &line, &linelen);
 		switch (ls) {
 		case SMTP_LINE_MORE:
 			evbuffer_drain(in, used);
@@ -913,18 +1357,29 @@ session_process(struct smtp_session *s)
 			break;
 		case SMTP_LINE_TOO_LONG:
 			evbuffer_drain(in, used);
-			reject(s, VALIDATE_PHASE_CONNECT, 500, "5.5.6", "Error: line too long");
+			if (sasl)
+				auth_abort(s, 500, "5.5.6", "Error: authentication line too long");
+			else
+				reject(s, VALIDATE_PHASE_CONNECT, 500, "5.5.6", "Error: line too long");
 			break;
 		case SMTP_LINE_NUL:
 			evbuffer_drain(in, used);
-			reject(s, VALIDATE_PHASE_CONNECT, 500, "5.5.2", "Error: NUL in command");
+			if (sasl)
+				auth_abort(s, 501, "5.5.2", "Error: NUL in authentication data");
+			else
+				reject(s, VALIDATE_PHASE_CONNECT, 500, "5.5.2", "Error: NUL in command");
 			break;
 		case SMTP_LINE_OK: {
-			char copy[SMTP_LINE_MAX + 1];
+			char copy[LINE_COPY_MAX + 1];
 			memcpy(copy, line, linelen);
 			copy[linelen] = '\0';
 			evbuffer_drain(in, used);
-			handle_command(s, copy, linelen);
+			if (sasl) {
+				auth_response(s, copy, linelen);
+				explicit_bzero(copy, linelen);
+			} else {
+				handle_command(s, copy, linelen);
+			}
 			break;
 		}
 		}

@@ -211,6 +211,9 @@ drop_privileges(const struct conf *c, const struct daemon *d)
 	for (size_t i = 0; i < 2; i++)
 		if (d->created_dirs[i] != NULL && chown(d->created_dirs[i], pw->pw_uid, gid) < 0)
 			diag_fatal("cannot give directory %s to user %s: %m", d->created_dirs[i], us->s);
+	char err[256];
+	if (listener_set_chown(d->listeners, pw->pw_uid, gid, err, sizeof(err)) < 0)
+		diag_fatal("cannot give the submission socket to user %s: %s", us->s, err);
 	if (setgroups(1, &gid) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0)
 		diag_fatal("cannot switch to user %s: %m", us->s);
 	if (setuid(0) == 0)

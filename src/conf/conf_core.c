@@ -15,8 +15,6 @@
 
 #include "lib/diag.h"
 #include "lib/netaddr.h"
-#include "listener/smtp_auth.h"
-#include "listener/smtp_tls.h"
 
 #define OUTBOUND_AND_HOST (CONF_SCOPES_OUTBOUND | CONF_SCOPE_HOST)
 
@@ -272,25 +270,25 @@ struct conf_option conf_opt_tls_certificate = {
 	.name = "TLS_Certificate", .type = CONF_T_STRING,
 	.scopes = LISTENER_SCOPES,
 	.help = "PEM certificate (chain) for STARTTLS; STARTTLS is offered only where one is set",
-	.check = smtp_tls_check_certificate,
+	/* .check is set by the listener layer: listener_register_checks() */
 };
 struct conf_option conf_opt_tls_key = {
 	.name = "TLS_Key", .type = CONF_T_STRING,
 	.scopes = LISTENER_SCOPES,
 	.help = "PEM private key of TLS_Certificate (default: read from the certificate file)",
-	.check = smtp_tls_check_key,
+	/* .check is set by the listener layer: listener_register_checks() */
 };
 struct conf_option conf_opt_tls_ca = {
 	.name = "TLS_CA", .type = CONF_T_STRING,
 	.scopes = LISTENER_SCOPES,
 	.help = "PEM CA certificates for client certificates (asked for, never required)",
-	.check = smtp_tls_check_ca,
+	/* .check is set by the listener layer: listener_register_checks() */
 };
 struct conf_option conf_opt_auth_users_file = {
 	.name = "Auth_Users_File", .type = CONF_T_STRING,
 	.scopes = LISTENER_SCOPES,
 	.help = "file of \"user:crypt-hash\" lines for AUTH PLAIN and LOGIN; read per generation",
-	.check = smtp_auth_users_check_file,
+	/* .check is set by the listener layer: listener_register_checks() */
 };
 struct conf_option conf_opt_auth_without_tls = {
 	.name = "Auth_Without_TLS", .type = CONF_T_BOOL, .def = "false",

@@ -89,6 +89,7 @@ daemon_load_conf(const struct daemon_options *opts, void *errs_arg)
 	struct conf *c;
 
 	module_loader_install();
+	listener_register_checks();
 	if (opts->conf_path != NULL)
 		c = conf_load_file(opts->conf_path, errs);
 	else

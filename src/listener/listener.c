@@ -31,7 +31,10 @@
 #include "lib/diag.h"
 #include "lib/netaddr.h"
 #include "lib/xalloc.h"
+#include "conf/conf_core.h"
 #include "listener/listener_internal.h"
+#include "listener/smtp_auth.h"
+#include "listener/smtp_tls.h"
 
 #define PEER_TABLE_SIZE 4096            /* buckets of the per-client session counts */
 #define UNIX_SOCKET_MODE 0660           /* the daemon's user and group may submit */
@@ -517,4 +520,13 @@ listener_set_matches(const struct listener_set *ls, const struct conf *c, struct
 		same = 0;
 	}
 	return same ? 0 : -1;
+}
+
+void
+listener_register_checks(void)
+{
+	conf_opt_tls_certificate.check = smtp_tls_check_certificate;
+	conf_opt_tls_key.check = smtp_tls_check_key;
+	conf_opt_tls_ca.check = smtp_tls_check_ca;
+	conf_opt_auth_users_file.check = smtp_auth_users_check_file;
 }

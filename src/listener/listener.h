@@ -35,6 +35,11 @@ struct loop_group;
 struct spool;
 struct listener_set;
 
+/* listener_register_checks: give the TLS and AUTH file options their
+ * validators (the configuration layer knows nothing of TLS); call once,
+ * before any configuration is loaded. */
+void listener_register_checks(void);
+
 /* listener_set_bind: bind and listen on every Listen address of c, nsockets
  * times each. NULL with err on failure (address in use, permission). */
 struct listener_set *listener_set_bind(const struct conf *c, int nsockets, char *err,

@@ -183,3 +183,27 @@ bad:
 	snprintf(err, errlen, "\"%s\": not an IP address and port (names are not resolved)", text);
 	return -1;
 }
+
+int
+sockaddr_ip_key(const struct sockaddr *sa, unsigned char out[16], int *family)
+{
+	static const unsigned char v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+	memset(out, 0, 16);
+	if (sa->sa_family == AF_INET) {
+		memcpy(out, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+		*family = AF_INET;
+	} else if (sa->sa_family == AF_INET6) {
+		const unsigned char *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+		if (memcmp(a, v4mapped, 12) == 0) {
+			memcpy(out, a + 12, 4);
+			*family = AF_INET;
+		} else {
+			memcpy(out, a, 16);
+			*family = AF_INET6;
+		}
+	} else {
+		return -1;
+	}
+	return 0;
+}

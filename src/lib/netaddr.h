@@ -29,6 +29,11 @@ int cidr_match(const struct cidr *c, const struct sockaddr *sa);
 
 /* listen_addr_is_unix: 1 when text names a Unix socket path, else 0. */
 int listen_addr_is_unix(const char *text);
+/* sockaddr_ip_key: the IP of sa as 16 bytes (IPv4 in the first 4, an
+ * IPv4-mapped IPv6 address counted as IPv4) and its family, for tables
+ * keyed by client address. -1 for a non-IP address (a Unix socket). */
+int sockaddr_ip_key(const struct sockaddr *sa, unsigned char out[16], int *family);
+
 /* listen_addr_parse: fill ss/len (AF_INET, AF_INET6 or AF_UNIX); 0, or -1
  * with a reason in err (a path too long for sun_path is an error). */
 int listen_addr_parse(const char *text, struct sockaddr_storage *ss, socklen_t *len,

@@ -80,30 +80,6 @@ static void unix_file_remove(const struct listen_sock *s, const struct unix_file
 static pthread_mutex_t peer_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct peer_count *peer_table[PEER_TABLE_SIZE];
 
-/* The client's address as bytes; IPv4-mapped IPv6 counts as IPv4. */
-static int
-peer_key(const struct sockaddr *sa, unsigned char out[16], int *family)
-{
-	static const unsigned char v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-
-	memset(out, 0, 16);
-	if (sa->sa_family == AF_INET) {
-		memcpy(out, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-		*family = AF_INET;
-	} else if (sa->sa_family == AF_INET6) {
-		const unsigned char *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
-		if (memcmp(a, v4mapped, 12) == 0) {
-			memcpy(out, a + 12, 4);
-			*family = AF_INET;
-		} else {
-			memcpy(out, a, 16);
-			*family = AF_INET6;
-		}
-	} else {
-		return -1;
-	}
-	return 0;
-}
 
 static unsigned
 peer_bucket(const unsigned char key[16])
@@ -122,7 +98,7 @@ peer_sessions_enter(const struct sockaddr *addr)
 	int family, n;
 	struct peer_count *p;
 
-	if (peer_key(addr, key, &family) < 0)
+	if (sockaddr_ip_key(addr, key, &family) < 0)
 		return 1;
 	unsigned b = peer_bucket(key);
 	pthread_mutex_lock(&peer_lock);
@@ -147,7 +123,7 @@ peer_sessions_leave(const struct sockaddr *addr)
 	unsigned char key[16];
 	int family;
 
-	if (peer_key(addr, key, &family) < 0)
+	if (sockaddr_ip_key(addr, key, &family) < 0)
 		return;
 	unsigned b = peer_bucket(key);
 	pthread_mutex_lock(&peer_lock);

@@ -22,6 +22,7 @@
 
 #include "event/tpool.h"
 #include "lib/strbuf.h"
+#include "lib/netaddr.h"
 #include "lib/xalloc.h"
 
 #define AUTH_USERS_FILE_MAX (16u << 20) /* bytes of a users file we agree to read */
@@ -476,30 +477,6 @@ smtp_auth_verify_async(struct smtp_auth_users *u, const char *user, const char *
 
 /* ------------------------------------------------------ failures per client */
 
-/* The client's address as bytes; IPv4-mapped IPv6 counts as IPv4. */
-static int
-peer_key(const struct sockaddr *sa, unsigned char out[16], int *family)
-{
-	static const unsigned char v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-
-	memset(out, 0, 16);
-	if (sa->sa_family == AF_INET) {
-		memcpy(out, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-		*family = AF_INET;
-	} else if (sa->sa_family == AF_INET6) {
-		const unsigned char *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
-		if (memcmp(a, v4mapped, 12) == 0) {
-			memcpy(out, a + 12, 4);
-			*family = AF_INET;
-		} else {
-			memcpy(out, a, 16);
-			*family = AF_INET6;
-		}
-	} else {
-		return -1;
-	}
-	return 0;
-}
 
 /* The bucket of key, with its expired entries dropped; caller holds peer_lock. */
 static struct peer_fail **
@@ -529,7 +506,7 @@ smtp_auth_peer_failures(const struct sockaddr *addr, long window_s, time_t now)
 	int family;
 	long n = 0;
 
-	if (peer_key(addr, key, &family) < 0)
+	if (sockaddr_ip_key(addr, key, &family) < 0)
 		return 0;
 	pthread_mutex_lock(&peer_lock);
 	for (struct peer_fail *p = *peer_bucket(key, window_s, now); p != NULL; p = p->next)
@@ -546,7 +523,7 @@ smtp_auth_peer_fail(const struct sockaddr *addr, long window_s, time_t now)
 	int family;
 	struct peer_fail *p, **head;
 
-	if (peer_key(addr, key, &family) < 0)
+	if (sockaddr_ip_key(addr, key, &family) < 0)
 		return;
 	pthread_mutex_lock(&peer_lock);
 	head = peer_bucket(key, window_s, now);

@@ -13,6 +13,7 @@
 #include <impetus/hooks/core/log_rejection.h>
 #include <impetus/hooks/core/smtp_error_classify.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -337,8 +338,15 @@ test_threads_and_reloads(void)
 
 	atomic_init(&st.stop, 0);
 	atomic_init(&st.calls, 0);
+	/* A first generation, and every caller running before the swaps begin. */
+	gens[0] = 0;
+	imp_hook_txn_begin();
+	register_test_trace_hook_last(stress_provider, &gens[0]);
+	imp_hook_txn_commit();
 	for (int i = 0; i < NTHREADS; i++)
 		pthread_create(&th[i], NULL, stress_caller, &st);
+	while (atomic_load(&st.calls) < NTHREADS * 100)
+		sched_yield();
 	for (int g = 0; g < NRELOADS; g++) {
 		gens[g] = g;
 		imp_hook_txn_begin();
@@ -346,6 +354,8 @@ test_threads_and_reloads(void)
 			register_test_trace_hook_last(stress_provider, &gens[g]);
 		imp_hook_txn_commit();
 		imp_hook_reclaim();
+		if (g % 50 == 0)
+			sched_yield();  /* let the callers run between swaps */
 	}
 	atomic_store(&st.stop, 1);
 	for (int i = 0; i < NTHREADS; i++)

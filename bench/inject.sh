@@ -35,6 +35,8 @@ mkdir -p "$here/results"
 out="$here/results/inject-$(date +%Y%m%d-%H%M%S).jsonl"
 port_sink=25251 port_imp=25252
 
+calc() { awk "BEGIN { print $* }"; }
+
 free_port() { ! (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
 free_port $port_sink && free_port $port_imp || { echo "ports $port_sink/$port_imp busy" >&2; exit 1; }
 
@@ -47,7 +49,7 @@ sleep 0.5
 t0=$(date +%s.%N)
 smtp-source -s "$C" -m "$N" -l "$SIZE" "${rcpt_args[@]}" -f s@bench.test -t r@d1.test 127.0.0.1:$port_sink
 t1=$(date +%s.%N)
-ceiling=$(echo "$N / ($t1 - $t0)" | bc -l)
+ceiling=$(calc "$N / ($t1 - $t0)")
 printf '{"run":"ceiling","messages":%d,"sessions":%d,"size":%d,"rcpts":%d,"msgs_per_s":%.0f}\n' \
     "$N" "$C" "$SIZE" "$RCPTS" "$ceiling" | tee -a "$out"
 
@@ -77,10 +79,10 @@ rss=$(awk '/VmHWM/ {print $2}' "/proc/$imp/status")
 kill -TERM "$imp"; wait "$imp" || true
 syncs=$(grep -o 'stored with [0-9]* syncs' "$work/imp/paniclog.ec" | tail -1 | awk '{print $3}')
 batches=$(grep -o 'spool: [0-9]* batches' "$work/imp/paniclog.ec" | tail -1 | awk '{print $2}')
-rate=$(echo "$N / ($t1 - $t0)" | bc -l)
-cpu_per_k=$(echo "($c1 - $c0) / $hz / $N * 1000" | bc -l)
-sync_per_msg=$(echo "${syncs:-0} / ${batches:-1}" | bc -l)
+rate=$(calc "$N / ($t1 - $t0)")
+cpu_per_k=$(calc "($c1 - $c0) / $hz / $N * 1000")
+sync_per_msg=$(calc "${syncs:-0} / ${batches:-1}")
 printf '{"run":"impetus","messages":%d,"sessions":%d,"size":%d,"rcpts":%d,"msgs_per_s":%.0f,"cpu_s_per_1000":%.3f,"peak_rss_kib":%d,"batches":%d,"syncs":%d,"syncs_per_msg":%.4f,"ratio_to_ceiling":%.3f}\n' \
     "$N" "$C" "$SIZE" "$RCPTS" "$rate" "$cpu_per_k" "$rss" "${batches:-0}" "${syncs:-0}" "$sync_per_msg" \
-    "$(echo "$rate / $ceiling" | bc -l)" | tee -a "$out"
+    "$(calc "$rate / $ceiling")" | tee -a "$out"
 echo "results: $out"

@@ -431,11 +431,26 @@ log_writers_shutdown(void)
 	}
 }
 
+/* One record to render: a message record or a rejection, with its formatter. */
+struct log_render {
+	log_msg_format_fn *msg_fmt;         /* set for message records */
+	const struct log_msg_record *msg;
+	size_t (*reject_fmt)(char *, size_t, const struct log_reject_record *);
+	const struct log_reject_record *reject;
+};
+
+static size_t
+render(const struct log_render *x, char *buf, size_t len)
+{
+	return x->msg_fmt ? x->msg_fmt(buf, len, x->msg) : x->reject_fmt(buf, len, x->reject);
+}
+
+/* Format on the stack; only a record longer than LOG_LINE_STACK allocates. */
 static void
-emit_msg(struct logfile *f, log_msg_format_fn *fmt, const struct log_msg_record *r)
+emit(struct logfile *f, const struct log_render *x)
 {
 	char line[LOG_LINE_STACK];
-	size_t n = fmt(line, sizeof(line), r);
+	size_t n = render(x, line, sizeof(line));
 	char *big;
 
 	if (n < sizeof(line)) {
@@ -443,27 +458,26 @@ emit_msg(struct logfile *f, log_msg_format_fn *fmt, const struct log_msg_record 
 		return;
 	}
 	big = xmalloc(n + 1);
-	fmt(big, n + 1, r);
+	render(x, big, n + 1);
 	logfile_write(f, big, n);
 	free(big);
+}
+
+static void
+emit_msg(struct logfile *f, log_msg_format_fn *fmt, const struct log_msg_record *r)
+{
+	struct log_render x = { fmt, r, NULL, NULL };
+
+	emit(f, &x);
 }
 
 static void
 emit_reject(struct logfile *f, size_t (*fmt)(char *, size_t, const struct log_reject_record *),
             const struct log_reject_record *r)
 {
-	char line[LOG_LINE_STACK];
-	size_t n = fmt(line, sizeof(line), r);
-	char *big;
+	struct log_render x = { NULL, NULL, fmt, r };
 
-	if (n < sizeof(line)) {
-		logfile_write(f, line, n);
-		return;
-	}
-	big = xmalloc(n + 1);
-	fmt(big, n + 1, r);
-	logfile_write(f, big, n);
-	free(big);
+	emit(f, &x);
 }
 
 static void

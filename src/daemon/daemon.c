@@ -458,18 +458,10 @@ daemon_run(const struct daemon_options *opts, struct conf *conf)
 	/* Stop accepting and end sessions (each loop does its own, and we wait
 	 * for it) before the pool stops: no commit can be submitted after. */
 	listener_set_stop(d.listeners);
+	spool_stop(d.spool);
 	tpool_stop(d.io_pool);
 	loop_group_stop(d.loops);
 	listener_set_free(d.listeners);
-	struct spool_stats st;
-	spool_stats(d.spool, &st);
-	diag_info("spool: %llu batches (%llu recipient-messages, %llu bytes) stored with %llu syncs; "
-	          "%llu state records, %llu files removed, %llu failures",
-	          (unsigned long long)st.batches, (unsigned long long)st.recipients,
-	          (unsigned long long)st.bytes, (unsigned long long)st.syncs,
-	          (unsigned long long)st.updates, (unsigned long long)st.removed,
-	          (unsigned long long)st.failures);
-	spool_close(d.spool);
 	/* No thread can call a hook any more: withdraw them and fini every instance. */
 	module_shutdown(d.modules);
 	d.modules = NULL;
@@ -481,6 +473,16 @@ daemon_run(const struct daemon_options *opts, struct conf *conf)
 	event_free(d.ev_hup);
 	event_free(d.ev_usr1);
 	loop_main_free(d.main_loop);
+	/* After the main loop's last posted calls (a scan's chunk) have run. */
+	struct spool_stats st;
+	spool_stats(d.spool, &st);
+	diag_info("spool: %llu batches (%llu recipient-messages, %llu bytes) stored with %llu syncs; "
+	          "%llu state records, %llu files removed, %llu failures",
+	          (unsigned long long)st.batches, (unsigned long long)st.recipients,
+	          (unsigned long long)st.bytes, (unsigned long long)st.syncs,
+	          (unsigned long long)st.updates, (unsigned long long)st.removed,
+	          (unsigned long long)st.failures);
+	spool_close(d.spool);
 	pidfile_remove(d.pidfile);
 	free(d.pidfile);
 	d.pidfile = NULL;

@@ -250,6 +250,12 @@ spool_close_fds(struct spool *sp)
 }
 
 void
+spool_stop(struct spool *sp)
+{
+	atomic_store(&sp->stopping, 1);
+}
+
+void
 spool_close(struct spool *sp)
 {
 	if (sp == NULL)

@@ -163,6 +163,9 @@ typedef void (*spool_scan_done_fn)(const struct spool_scan_result *res, void *ar
 struct spool *spool_open(const char *base, struct tpool *io, char *err, size_t errlen);
 /* spool_close: free sp. Every commit, update, done and scan must have had
  * its callback (it waits for the pool thread finishing a sync). */
+/* spool_stop: before the pool stops: a running scan stops handing out work
+ * (its callbacks still run; the done callback does not). */
+void spool_stop(struct spool *sp);
 void spool_close(struct spool *sp);
 /* spool_base: the base directory given to spool_open. */
 const char *spool_base(const struct spool *sp);

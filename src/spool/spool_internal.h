@@ -26,6 +26,7 @@ struct spool {
 	int folder_fd[SPOOL_FOLDERS];   /* open hashed folders */
 	int quarantine_fd;              /* open quarantine/ folder */
 	struct tpool *io;               /* runs every disk operation, not owned */
+	atomic_int stopping;            /* spool_stop: no new pool work is started */
 	uint32_t nonce;                 /* random, per spool_open: ids' middle part */
 	atomic_uint counter;            /* ids handed out (mod 2^24 in ids) */
 	atomic_int fault[SPOOL_FAULT_COUNT];  /* injected errno per enum spool_fault */

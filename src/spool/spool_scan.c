@@ -375,6 +375,14 @@ scan_deliver(void *arg)
 		spool_batch_info_free(s->chunk[i]);
 	}
 	s->nchunk = 0;
+	if (s->folder < SPOOL_FOLDERS && atomic_load(&s->sp->stopping)) {
+		/* The daemon stops mid-scan: the pool takes no more work, and the
+		 * rest of the spool is read at the next start. */
+		free_names(s->names, s->nnames);
+		free(s->chunk);
+		free(s);
+		return;
+	}
 	if (s->folder < SPOOL_FOLDERS) {
 		tpool_submit(s->sp->io, scan_work, scan_deliver, s, s->origin);
 		return;

@@ -221,6 +221,33 @@ def wait_until(predicate, timeout, interval=0.05, what="condition"):
         time.sleep(interval)
 
 
+def smtp_ready(address):
+    """True once an SMTP server answers at address ((host, port) or a Unix socket path).
+
+    The probe is a whole, polite session (banner, QUIT, the server's close), so by the time
+    this returns True the server has already released the session: tests of session limits
+    are not disturbed by the probe itself."""
+    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(address)
+            data = b""
+            while b"\r\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    return False
+                data += chunk
+            if not data.startswith(b"220"):
+                return False
+            s.sendall(b"QUIT\r\n")
+            while s.recv(4096):        # the 221, then the server's close
+                pass
+        return True
+    except OSError:
+        return False
+
+
 def _read(path, default=""):
     try:
         with open(path, "r", encoding="utf-8", errors="replace") as f:

@@ -124,6 +124,12 @@ class CrashTest(unittest.TestCase):
         for b in sample:
             self.assertTrue(self.spool_body_has(workdir.path, b, all_acked[b]),
                             "batch %s does not hold its body" % b)
+        # A stop that arrives while the spool is still being read back is clean.
+        for i in range(3):
+            d = harness.Daemon(CONF % port, workdir=workdir.path, conf_name="quick%d.conf" % i)
+            self.addCleanup(d.close)
+            d.start()
+            self.assertEqual(d.stop(), 0, "stop during the start-up scan:\n" + d.diagnostics())
         # A last start reads everything back, quarantines nothing, and stops cleanly.
         d = harness.Daemon(CONF % port, workdir=workdir.path, conf_name="final.conf")
         self.addCleanup(d.close)

@@ -73,7 +73,7 @@ class SendmailBase(unittest.TestCase):
         self.d.start()
         self.d.wait_log("started")
         self.sock = os.path.join(self.d.workdir, SOCK)
-        harness.wait_until(lambda: connectable(self.sock), 10, what="Unix listener up")
+        harness.wait_until(lambda: harness.smtp_ready(self.sock), 10, what="Unix listener up")
 
     def sendmail(self, args, data, sock=None, env=None):
         """Run impetus-sendmail -S SOCK args with data on stdin: (rc, stderr)."""

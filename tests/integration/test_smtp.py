@@ -96,14 +96,7 @@ class SmtpTestBase(unittest.TestCase):
         self.addCleanup(self.d.close)
         self.d.start()
         self.d.wait_log("started")
-        harness.wait_until(lambda: self._can_connect(), 10, what="listener up")
-
-    def _can_connect(self):
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-            return True
-        except OSError:
-            return False
+        harness.wait_until(lambda: harness.smtp_ready(("127.0.0.1", self.port)), 10, what="listener up")
 
     def raw(self):
         r = Raw(self.port)

@@ -8,7 +8,7 @@
 set -euo pipefail
 
 mode=${1:-run}
-pkgs=(build-essential cmake ninja-build pkg-config libevent-dev libssl-dev libcrypt-dev)
+pkgs=(build-essential cmake ninja-build pkg-config libevent-dev libssl-dev libcrypt-dev libc-ares-dev)
 if [ "$mode" = test ]; then
     pkgs+=(clang libclang-rt-14-dev llvm python3 dnsmasq-base postfix swaks openssl)
 fi

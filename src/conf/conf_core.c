@@ -11,6 +11,8 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 
 #include "lib/diag.h"
@@ -157,6 +159,197 @@ struct conf_option conf_opt_ehlo_hostname = {
 	.scopes = CONF_SCOPES_OUTBOUND,
 	.help = "name given in EHLO/HELO on outbound connections",
 };
+
+
+/* Outbound: limits, routing, DNS, retries, the SMTP client (src/queue, src/delivery). */
+#define GLOBAL_AND_DOMAIN (CONF_SCOPE_GLOBAL | CONF_SCOPE_DOMAIN)
+
+static const char *const default_binding_modes[] = { "normal", "suspended", "none", NULL };
+static const char *const tls_modes[] = { "no", "ifavailable", "required", NULL };
+static const char *const tls_verify_modes[] = { "no", "ca", "host", NULL };
+
+static int check_max_retries(const char *value, char *err, size_t errlen);
+static int check_route(const char *value, char *err, size_t errlen);
+static int check_dns_server(const char *value, char *err, size_t errlen);
+static int check_cidr(const char *value, char *err, size_t errlen);
+
+struct conf_option conf_opt_server_max_outbound_connections = {
+	.name = "Server_Max_Outbound_Connections", .type = CONF_T_INT, .def = "20000",
+	.scopes = CONF_SCOPE_GLOBAL | CONF_SCOPE_BINDING_GROUP | CONF_SCOPE_BINDING,
+	.min = 1, .max = INT32_MAX,
+	.help = "concurrent outbound connections of the whole server (or of a binding)",
+};
+struct conf_option conf_opt_max_retries = {
+	.name = "Max_Retries", .type = CONF_T_STRING, .def = "auto",
+	.scopes = CONF_SCOPES_OUTBOUND, .check = check_max_retries,
+	.help = "transient failures before a message fails: a number, \"auto\" (expiry decides) or \"none\"",
+};
+struct conf_option conf_opt_default_binding = {
+	.name = "Default_Binding", .type = CONF_T_ENUM, .def = "normal",
+	.enum_values = default_binding_modes, .scopes = CONF_SCOPE_GLOBAL,
+	.help = "mail that no policy binds: normal (delivered), suspended (held), none (451 to the injector)",
+};
+struct conf_option conf_opt_gateway = {
+	.name = "Gateway", .type = CONF_T_STRING,
+	.scopes = GLOBAL_AND_DOMAIN,
+	.help = "smart host for the domain's mail (a name, resolved as MX then A, or an IP, with an optional :port)",
+};
+struct conf_option conf_opt_routes = {
+	.name = "Routes", .type = CONF_T_LIST,
+	.scopes = GLOBAL_AND_DOMAIN, .check = check_route,
+	.help = "explicit next hops: ( \"smtp://host?port=P&pref=N\" \"smtp://ip:port\" … )",
+};
+struct conf_option conf_opt_remote_smtp_port = {
+	.name = "Remote_SMTP_Port", .type = CONF_T_INT, .def = "25",
+	.scopes = CONF_SCOPES_OUTBOUND, .min = 1, .max = 65535,
+	.help = "TCP port of the remote MXs",
+};
+struct conf_option conf_opt_dns_servers = {
+	.name = "DNS_Servers", .type = CONF_T_LIST,
+	.scopes = CONF_SCOPE_GLOBAL, .flags = CONF_F_RESTART, .check = check_dns_server,
+	.help = "resolvers (\"ip\" or \"ip:port\"); unset: the system's /etc/resolv.conf",
+};
+struct conf_option conf_opt_dns_timeout = {
+	.name = "DNS_Timeout", .type = CONF_T_INT, .def = "2000",
+	.scopes = CONF_SCOPE_GLOBAL, .flags = CONF_F_RESTART, .min = 10, .max = 60000,
+	.help = "milliseconds per DNS try (two tries per server)",
+};
+struct conf_option conf_opt_use_ipv6 = {
+	.name = "Use_IPv6", .type = CONF_T_BOOL, .def = "false",
+	.scopes = CONF_SCOPE_GLOBAL, .flags = CONF_F_RESTART,
+	.help = "also resolve AAAA records and deliver over IPv6",
+};
+struct conf_option conf_opt_min_dns_ttl = {
+	.name = "Min_DNS_TTL", .type = CONF_T_DURATION, .def = "0",
+	.scopes = CONF_SCOPE_GLOBAL, .min = 0, .max = INT32_MAX,
+	.help = "shortest time a DNS answer is kept",
+};
+struct conf_option conf_opt_max_dns_ttl = {
+	.name = "Max_DNS_TTL", .type = CONF_T_DURATION, .def = "86400",
+	.scopes = CONF_SCOPE_GLOBAL, .min = 0, .max = INT32_MAX,
+	.help = "longest time a DNS answer is kept",
+};
+struct conf_option conf_opt_dns_failures_to_purge = {
+	.name = "DNS_Failures_To_Purge", .type = CONF_T_INT, .def = "10",
+	.scopes = CONF_SCOPES_OUTBOUND, .min = 1, .max = INT32_MAX,
+	.help = "consecutive transient DNS failures after which the domain's mail fails",
+};
+struct conf_option conf_opt_prohibited_hosts = {
+	.name = "Prohibited_Hosts", .type = CONF_T_LIST, .def = "( )",
+	.scopes = CONF_SCOPE_GLOBAL, .check = check_cidr,
+	.help = "CIDR blocks never delivered to (mail routed there fails: 551 5.4.6)",
+};
+struct conf_option conf_opt_skip_hosts = {
+	.name = "Skip_Hosts", .type = CONF_T_LIST, .def = "( )",
+	.scopes = CONF_SCOPES_OUTBOUND, .check = check_cidr,
+	.help = "CIDR blocks skipped when choosing an MX address (the domain's other hosts are tried)",
+};
+struct conf_option conf_opt_host_failure_retry = {
+	.name = "Host_Failure_Retry", .type = CONF_T_DURATION, .def = "120",
+	.scopes = CONF_SCOPES_OUTBOUND, .min = 0, .max = INT32_MAX,
+	.help = "seconds an address that failed is not tried again",
+};
+struct conf_option conf_opt_mx_failures_to_delay = {
+	.name = "MX_Failures_To_Delay", .type = CONF_T_INT, .def = "50",
+	.scopes = CONF_SCOPES_OUTBOUND, .min = 0, .max = INT32_MAX,
+	.help = "consecutive connection failures on every MX after which the domain's active mail is delayed (0: never)",
+};
+struct conf_option conf_opt_connect_timeout_to_delay = {
+	.name = "Connect_Timeout_To_Delay", .type = CONF_T_DURATION, .def = "900",
+	.scopes = CONF_SCOPES_OUTBOUND, .min = 0, .max = INT32_MAX,
+	.help = "seconds of failing connections without a success after which the domain's active mail is delayed (0: never)",
+};
+struct conf_option conf_opt_generate_bounces = {
+	.name = "Generate_Bounces", .type = CONF_T_BOOL, .def = "true",
+	.scopes = CONF_SCOPES_OUTBOUND,
+	.help = "send an RFC 3464 report to the sender of mail that fails",
+};
+struct conf_option conf_opt_max_deliveries_per_connection = {
+	.name = "Max_Deliveries_Per_Connection", .type = CONF_T_INT, .def = "0",
+	.scopes = CONF_SCOPES_OUTBOUND, .min = 0, .max = INT32_MAX,
+	.help = "transactions per outbound session before it closes (0: no limit)",
+};
+struct conf_option conf_opt_max_recipients_per_batch = {
+	.name = "Max_Recipients_Per_Batch", .type = CONF_T_INT, .def = "100",
+	.scopes = CONF_SCOPES_OUTBOUND, .min = 1, .max = 1000,
+	.help = "recipients of one message sent in one outbound transaction",
+};
+struct conf_option conf_opt_idle_timeout = {
+	.name = "Idle_Timeout", .type = CONF_T_DURATION, .def = "5",
+	.scopes = CONF_SCOPES_OUTBOUND, .min = 0, .max = 3600,
+	.help = "seconds an outbound session waits for more mail before it closes",
+};
+struct conf_option conf_opt_connect_timeout = {
+	.name = "Connect_Timeout", .type = CONF_T_DURATION, .def = "300",
+	.scopes = CONF_SCOPES_OUTBOUND, .min = 1, .max = 3600,
+	.help = "seconds for the TCP connection and the banner",
+};
+struct conf_option conf_opt_ehlo_timeout = {
+	.name = "EHLO_Timeout", .type = CONF_T_DURATION, .def = "300",
+	.scopes = CONF_SCOPES_OUTBOUND, .min = 1, .max = 3600,
+	.help = "seconds for the EHLO (and STARTTLS) replies",
+};
+struct conf_option conf_opt_mailfrom_timeout = {
+	.name = "MailFrom_Timeout", .type = CONF_T_DURATION, .def = "300",
+	.scopes = CONF_SCOPES_OUTBOUND, .min = 1, .max = 3600,
+	.help = "seconds for the MAIL FROM reply",
+};
+struct conf_option conf_opt_rcptto_timeout = {
+	.name = "RcptTo_Timeout", .type = CONF_T_DURATION, .def = "300",
+	.scopes = CONF_SCOPES_OUTBOUND, .min = 1, .max = 3600,
+	.help = "seconds for each RCPT TO reply",
+};
+struct conf_option conf_opt_data_timeout = {
+	.name = "Data_Timeout", .type = CONF_T_DURATION, .def = "120",
+	.scopes = CONF_SCOPES_OUTBOUND, .min = 1, .max = 3600,
+	.help = "seconds for the DATA (354) reply",
+};
+struct conf_option conf_opt_body_timeout = {
+	.name = "Body_Timeout", .type = CONF_T_DURATION, .def = "600",
+	.scopes = CONF_SCOPES_OUTBOUND, .min = 1, .max = 7200,
+	.help = "seconds to send the body and read the final reply",
+};
+struct conf_option conf_opt_tls = {
+	.name = "TLS", .type = CONF_T_ENUM, .def = "ifavailable", .enum_values = tls_modes,
+	.scopes = CONF_SCOPES_OUTBOUND,
+	.help = "STARTTLS on outbound sessions: no, ifavailable, required",
+};
+struct conf_option conf_opt_tls_verify = {
+	.name = "TLS_Verify", .type = CONF_T_ENUM, .def = "no", .enum_values = tls_verify_modes,
+	.scopes = CONF_SCOPES_OUTBOUND,
+	.help = "outbound certificate check: no, ca (chain), host (chain and MX name)",
+};
+
+static int
+check_max_retries(const char *value, char *err, size_t errlen)
+{
+	char *end;
+	long n;
+
+	if (strcasecmp(value, "auto") == 0 || strcasecmp(value, "none") == 0)
+		return 0;
+	n = strtol(value, &end, 10);
+	if (*value != '\0' && *end == '\0' && n >= 0 && n <= 100000)
+		return 0;
+	snprintf(err, errlen, "\"%s\" is not a number of retries, \"auto\" or \"none\"", value);
+	return -1;
+}
+
+static int
+check_route(const char *value, char *err, size_t errlen)
+{
+	struct conf_route r;
+
+	return conf_route_parse(value, &r, err, errlen);
+}
+
+static int
+check_dns_server(const char *value, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+
+	return conf_hostport_parse(value, 53, &ss, err, errlen);
+}
 
 
 /* Inbound: ESMTP_Listener > Listen > Peer (most specific CIDR) > global. */
@@ -360,6 +553,35 @@ static struct conf_option *const core_options[] = {
 	&conf_opt_suspend_delivery,
 	&conf_opt_bind_address,
 	&conf_opt_ehlo_hostname,
+	&conf_opt_server_max_outbound_connections,
+	&conf_opt_max_retries,
+	&conf_opt_default_binding,
+	&conf_opt_gateway,
+	&conf_opt_routes,
+	&conf_opt_remote_smtp_port,
+	&conf_opt_dns_servers,
+	&conf_opt_dns_timeout,
+	&conf_opt_use_ipv6,
+	&conf_opt_min_dns_ttl,
+	&conf_opt_max_dns_ttl,
+	&conf_opt_dns_failures_to_purge,
+	&conf_opt_prohibited_hosts,
+	&conf_opt_skip_hosts,
+	&conf_opt_host_failure_retry,
+	&conf_opt_mx_failures_to_delay,
+	&conf_opt_connect_timeout_to_delay,
+	&conf_opt_generate_bounces,
+	&conf_opt_max_deliveries_per_connection,
+	&conf_opt_max_recipients_per_batch,
+	&conf_opt_idle_timeout,
+	&conf_opt_connect_timeout,
+	&conf_opt_ehlo_timeout,
+	&conf_opt_mailfrom_timeout,
+	&conf_opt_rcptto_timeout,
+	&conf_opt_data_timeout,
+	&conf_opt_body_timeout,
+	&conf_opt_tls,
+	&conf_opt_tls_verify,
 };
 
 /* A Listen name: "address:port", or a Unix socket path (listen_addr_is_unix). */

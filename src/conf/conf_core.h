@@ -8,6 +8,8 @@
 #ifndef IMPETUS_CONF_CONF_CORE_H
 #define IMPETUS_CONF_CONF_CORE_H
 
+#include <sys/socket.h>
+
 #include "conf/conf.h"
 
 /* Process */
@@ -65,6 +67,48 @@ extern struct conf_option conf_opt_outbound_throttle_connections;
 extern struct conf_option conf_opt_suspend_delivery;
 extern struct conf_option conf_opt_bind_address;
 extern struct conf_option conf_opt_ehlo_hostname;
+extern struct conf_option conf_opt_server_max_outbound_connections;
+extern struct conf_option conf_opt_max_retries;
+extern struct conf_option conf_opt_default_binding;
+extern struct conf_option conf_opt_gateway;
+extern struct conf_option conf_opt_routes;
+extern struct conf_option conf_opt_remote_smtp_port;
+extern struct conf_option conf_opt_dns_servers;
+extern struct conf_option conf_opt_dns_timeout;
+extern struct conf_option conf_opt_use_ipv6;
+extern struct conf_option conf_opt_min_dns_ttl;
+extern struct conf_option conf_opt_max_dns_ttl;
+extern struct conf_option conf_opt_dns_failures_to_purge;
+extern struct conf_option conf_opt_prohibited_hosts;
+extern struct conf_option conf_opt_skip_hosts;
+extern struct conf_option conf_opt_host_failure_retry;
+extern struct conf_option conf_opt_mx_failures_to_delay;
+extern struct conf_option conf_opt_connect_timeout_to_delay;
+extern struct conf_option conf_opt_generate_bounces;
+extern struct conf_option conf_opt_max_deliveries_per_connection;
+extern struct conf_option conf_opt_max_recipients_per_batch;
+extern struct conf_option conf_opt_idle_timeout;
+extern struct conf_option conf_opt_connect_timeout;
+extern struct conf_option conf_opt_ehlo_timeout;
+extern struct conf_option conf_opt_mailfrom_timeout;
+extern struct conf_option conf_opt_rcptto_timeout;
+extern struct conf_option conf_opt_data_timeout;
+extern struct conf_option conf_opt_body_timeout;
+extern struct conf_option conf_opt_tls;
+extern struct conf_option conf_opt_tls_verify;
+
+/* A next hop of Routes / Gateway: "smtp://host[:port][?port=P&pref=N]" or "host[:port]". */
+struct conf_route {
+	char host[256];                     /* name or IP literal (no brackets) */
+	int port;                           /* 0 = Remote_SMTP_Port */
+	int pref;                           /* preference, lower first; 0 by default */
+};
+/* conf_route_parse: 0, or -1 with a reason in err. */
+int conf_route_parse(const char *text, struct conf_route *out, char *err, size_t errlen);
+/* conf_hostport_parse: "ip", "ip:port", "[ip6]:port" into ss (default port);
+ * 0, or -1 with a reason. */
+int conf_hostport_parse(const char *text, int default_port, struct sockaddr_storage *ss,
+                        char *err, size_t errlen);
 
 /* conf_default_text: the embedded default configuration. */
 extern const char conf_default_text[];

@@ -36,6 +36,8 @@
 
 #include "conf/conf.h"
 #include "conf/conf_core.h"
+#include "dns/dns.h"
+#include "queue/queue.h"
 #include "daemon/pidfile.h"
 #include "event/loop.h"
 #include "event/timer.h"
@@ -331,6 +333,7 @@ on_spool_batch(const struct spool_batch_info *info, void *arg)
 
 	d->spool_batches++;
 	d->spool_rcpts += info->nrcpt;
+	queue_restore(info);
 }
 
 static void
@@ -442,6 +445,18 @@ daemon_run(const struct daemon_options *opts, struct conf *conf)
 		diag_fatal("cannot start the IO thread pool: %s", err);
 	if ((d.spool = spool_open(spool, d.io_pool, err, sizeof(err))) == NULL)
 		diag_fatal("cannot open the spool: %s", err);
+	{
+		const struct conf_setting *srv = conf_global(conf, &conf_opt_dns_servers);
+		struct dns_config dc = {
+			.servers = srv != NULL ? (const char *const *)srv->list : NULL,
+			.nservers = srv != NULL ? srv->nlist : 0,
+			.timeout_ms = (unsigned)conf_global(conf, &conf_opt_dns_timeout)->i,
+			.tries = 2,
+			.ipv6 = (int)conf_global(conf, &conf_opt_use_ipv6)->i,
+		};
+		if (queue_start(d.loops, d.spool, d.io_pool, &dc, err, sizeof(err)) < 0)
+			diag_fatal("cannot start the queues: %s", err);
+	}
 	/* Read the spool back while new mail is already accepted. */
 	spool_scan(d.spool, d.main_loop, on_spool_batch, on_spool_scanned, &d);
 	if (listener_set_start(d.listeners, d.loops, d.spool, err, sizeof(err)) < 0)
@@ -458,9 +473,11 @@ daemon_run(const struct daemon_options *opts, struct conf *conf)
 	/* Stop accepting and end sessions (each loop does its own, and we wait
 	 * for it) before the pool stops: no commit can be submitted after. */
 	listener_set_stop(d.listeners);
+	queue_stop();
 	spool_stop(d.spool);
 	tpool_stop(d.io_pool);
 	loop_group_stop(d.loops);
+	queue_free();
 	listener_set_free(d.listeners);
 	/* No thread can call a hook any more: withdraw them and fini every instance. */
 	module_shutdown(d.modules);

@@ -68,6 +68,7 @@
 #include "listener/smtp_parse.h"
 #include "listener/smtp_tls.h"
 #include "message/message.h"
+#include "queue/queue.h"
 #include "spool/spool.h"
 
 #define SESSION_READ_CHUNK 4096     /* bytes of command input looked at per pass */
@@ -1210,6 +1211,8 @@ spooled(struct spool_batch *b, int err, void *arg)
 		log_receptions(s);
 		if (!s->client_gone)
 			reply(s, 250, "2.0.0", "Ok: queued as %s", spool_batch_id(b));
+		s->batch = NULL;
+		queue_submit(b);        /* takes the batch */
 	} else {
 		diag_warn("spool: cannot store a message from connection %llu: %s",
 		          (unsigned long long)s->ac.conn_id, strerror(err));
@@ -1227,12 +1230,94 @@ spooled(struct spool_batch *b, int err, void *arg)
 	session_process(s);     /* pipelined commands that arrived meanwhile */
 }
 
+/*
+ * Find header `name` (case-insensitive) in the header section of the body;
+ * copy its unfolded value (trimmed) into val and remove the header from the
+ * body. 1 when found.
+ */
+static int
+header_take(struct spool_batch *b, const char *name, char *val, size_t vlen)
+{
+	size_t len, nlen = strlen(name), off = 0;
+	const char *body = spool_batch_body(b, &len);
+
+	while (off < len) {
+		const char *line = body + off;
+		const char *eol = memchr(line, '\n', len - off);
+		size_t llen = eol != NULL ? (size_t)(eol - line) + 1 : len - off;
+		size_t end = off + llen;
+
+		if (llen <= 2 && line[0] == '\r')
+			return 0;       /* the end of the header section */
+		if (llen > nlen && strncasecmp(line, name, nlen) == 0 && line[nlen] == ':') {
+			size_t vo = 0;
+			/* unfold continuation lines */
+			while (end < len && (body[end] == ' ' || body[end] == '\t')) {
+				const char *e2 = memchr(body + end, '\n', len - end);
+				end = e2 != NULL ? (size_t)(e2 - body) + 1 : len;
+			}
+			for (size_t i = off + nlen + 1; i < end && vo + 1 < vlen; i++) {
+				char ch = body[i];
+				if (ch == '\r' || ch == '\n')
+					continue;
+				if ((ch == ' ' || ch == '\t') && vo == 0)
+					continue;
+				val[vo++] = ch;
+			}
+			while (vo > 0 && (val[vo - 1] == ' ' || val[vo - 1] == '\t'))
+				vo--;
+			val[vo] = '\0';
+			spool_batch_body_cut(b, off, end - off);
+			return 1;
+		}
+		off = end;
+	}
+	return 0;
+}
+
+/* Bind every recipient (queue_assign_binding); -1 when Default_Binding is
+ * none and a recipient would go to the default binding. */
+static int
+assign_bindings(struct smtp_session *s)
+{
+	char hb[256], hg[256];
+	int trusted = s->set.relay_all || s->auth_user != NULL;
+	int have_b = 0, have_g = 0;
+	size_t n = spool_batch_rcpt_count(s->batch);
+
+	/* The headers are removed whoever sent them; only a trusted peer's count. */
+	have_b = header_take(s->batch, "X-Binding", hb, sizeof(hb)) && trusted;
+	have_g = header_take(s->batch, "X-Binding-Group", hg, sizeof(hg)) && trusted;
+	for (size_t i = 0; i < n; i++) {
+		struct queue_binding_request rq = {
+			.mailfrom = spool_batch_mail_from(s->batch),
+			.rcpt = spool_batch_rcpt(s->batch, i),
+			.msg_id = spool_batch_rcpt_id(s->batch, i),
+			.batch_id = spool_batch_id(s->batch),
+			.header_binding = have_b ? hb : NULL,
+			.header_group = have_g ? hg : NULL,
+		};
+		int is_default;
+		int slot = queue_assign_binding(s->conf, &rq, &is_default);
+		if (slot < 0)
+			return -1;
+		spool_batch_set_rcpt_binding(s->batch, i, conf_binding_name(s->conf, slot));
+	}
+	return 0;
+}
+
 static void
 spool_start(struct smtp_session *s)
 {
 	if (s->body.len > 0) {
 		spool_batch_append(s->batch, s->body.data, s->body.len);
 		strbuf_reset(&s->body);
+	}
+	if (assign_bindings(s) < 0) {
+		reject(s, VALIDATE_PHASE_DATA, 451, "4.3.2",
+		       "No binding accepts this message now, try again later");
+		txn_reset(s);
+		return;
 	}
 	struct timeval now;
 	gettimeofday(&now, NULL);

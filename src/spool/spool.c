@@ -492,6 +492,77 @@ spool_batch_rcpt(const struct spool_batch *b, size_t i)
 	return i < b->nrcpt ? b->rcpts[i].rcpt : NULL;
 }
 
+void
+spool_batch_envelope(const struct spool_batch *b, const char **mail_from, const char **envid,
+    int *ret, unsigned *flags, uint64_t *conn_id, struct sockaddr_storage *peer,
+    struct timeval *received)
+{
+	*mail_from = b->mail_from != NULL ? b->mail_from : "";
+	*envid = b->envid;
+	*ret = b->ret;
+	*flags = b->flags;
+	*conn_id = b->conn_id;
+	memcpy(peer, &b->peer, sizeof(*peer));
+	*received = b->received;
+}
+
+const char *
+spool_batch_rcpt_orcpt(const struct spool_batch *b, size_t i)
+{
+	return i < b->nrcpt ? b->rcpts[i].orcpt : NULL;
+}
+
+unsigned
+spool_batch_rcpt_notify(const struct spool_batch *b, size_t i)
+{
+	return i < b->nrcpt ? b->rcpts[i].notify : 0;
+}
+
+const char *
+spool_batch_rcpt_binding(const struct spool_batch *b, size_t i)
+{
+	return i < b->nrcpt ? b->rcpts[i].binding : NULL;
+}
+
+int
+spool_batch_set_rcpt_binding(struct spool_batch *b, size_t i, const char *binding_name)
+{
+	if (i >= b->nrcpt || (binding_name != NULL && strlen(binding_name) > SPOOL_STRING_MAX)) {
+		errno = EINVAL;
+		return -1;
+	}
+	free(b->rcpts[i].binding);
+	b->rcpts[i].binding = binding_name != NULL && *binding_name != '\0' ?
+	                      xstrdup(binding_name) : NULL;
+	return 0;
+}
+
+char *
+spool_batch_take_body(struct spool_batch *b, size_t *len)
+{
+	*len = b->body.len;
+	return strbuf_steal(&b->body);
+}
+
+const char *
+spool_batch_body(const struct spool_batch *b, size_t *len)
+{
+	*len = b->body.len;
+	return b->body.data != NULL ? b->body.data : "";
+}
+
+void
+spool_batch_body_cut(struct spool_batch *b, size_t off, size_t len)
+{
+	if (off >= b->body.len)
+		return;
+	if (len > b->body.len - off)
+		len = b->body.len - off;
+	memmove(b->body.data + off, b->body.data + off + len, b->body.len - off - len);
+	b->body.len -= len;
+	b->body.data[b->body.len] = '\0';
+}
+
 size_t
 spool_batch_body_len(const struct spool_batch *b)
 {

@@ -220,6 +220,25 @@ const char *spool_batch_rcpt(const struct spool_batch *b, size_t i);
 size_t spool_batch_body_len(const struct spool_batch *b);
 const char *spool_batch_mail_from(const struct spool_batch *b);
 
+/* After the commit, for the queue: the envelope (strings borrowed from b),
+ * the recipients' DSN values and bindings, and the body, handed over. */
+void spool_batch_envelope(const struct spool_batch *b, const char **mail_from, const char **envid,
+    int *ret, unsigned *flags, uint64_t *conn_id, struct sockaddr_storage *peer,
+    struct timeval *received);
+const char *spool_batch_rcpt_orcpt(const struct spool_batch *b, size_t i);
+unsigned spool_batch_rcpt_notify(const struct spool_batch *b, size_t i);
+const char *spool_batch_rcpt_binding(const struct spool_batch *b, size_t i);
+/* spool_batch_set_rcpt_binding: set recipient i's binding before the commit (copied). */
+int spool_batch_set_rcpt_binding(struct spool_batch *b, size_t i, const char *binding_name);
+/* spool_batch_take_body: the body bytes, NUL-terminated (the caller frees
+ * them; NULL for an empty body); *len their count. b keeps none. */
+char *spool_batch_take_body(struct spool_batch *b, size_t *len);
+/* spool_batch_body: the body so far (before the commit), len bytes. */
+const char *spool_batch_body(const struct spool_batch *b, size_t *len);
+/* spool_batch_body_cut: remove len bytes at off from the body (a header the
+ * queue consumes, e.g. X-Binding). */
+void spool_batch_body_cut(struct spool_batch *b, size_t off, size_t len);
+
 /*
  * spool_rcpt_update: record st for recipient rcpt_index of batch_id
  * (appended to the batch file, made durable, group-committed), then

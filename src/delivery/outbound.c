@@ -146,16 +146,12 @@ host_limit(const struct conf *c, int slot, const struct dhost *h)
 	return s != NULL ? (int)s->i : -1;
 }
 
-struct pick {
-	struct dhost *host;
-	struct daddr *addr;
-	unsigned prohibited, skipped, failed, at_max, total;
-};
+#define pick outbound_pick
 
 /* The best usable address: lowest preference with any usable address,
  * fewest sessions among equals (round robin on ties). */
-static void
-pick_addr(struct domain *d, int slot, const struct conf *c, int64_t now, struct pick *p)
+void
+outbound_pick(struct domain *d, int slot, const struct conf *c, int64_t now, struct pick *p)
 {
 	const struct conf_setting *proh = conf_global(c, &conf_opt_prohibited_hosts);
 	const struct conf_setting *skip = conf_resolve(c, &conf_opt_skip_hosts, slot, d->pub.domain);
@@ -164,7 +160,9 @@ pick_addr(struct domain *d, int slot, const struct conf *c, int64_t now, struct 
 	memset(p, 0, sizeof(*p));
 	while (i < d->nhosts && p->addr == NULL) {
 		unsigned pref = d->hosts[i].pref;
-		size_t j = i, ncand = 0;
+		struct dhost *ch[64];
+		struct daddr *ca[64];
+		size_t j = i, ncand = 0, nbest = 0;
 		unsigned best = ~0u;
 
 		for (; j < d->nhosts && d->hosts[j].pref == pref; j++) {
@@ -195,13 +193,26 @@ pick_addr(struct domain *d, int slot, const struct conf *c, int64_t now, struct 
 					p->at_max++;
 					continue;
 				}
-				if (a->conns < best || (a->conns == best && (d->rr + ncand) % 2 == 0)) {
-					best = a->conns;
-					p->addr = a;
-					p->host = h;
+				if (ncand < 64) {
+					ch[ncand] = h;
+					ca[ncand++] = a;
 				}
-				ncand++;
+				if (a->conns < best)
+					best = a->conns;
 			}
+		}
+		/* Equal preference: the fewest sessions, round robin among ties. */
+		for (size_t k = 0; k < ncand; k++)
+			if (ca[k]->conns == best)
+				nbest++;
+		if (nbest > 0) {
+			size_t want = d->rr % nbest;
+			for (size_t k = 0; k < ncand; k++)
+				if (ca[k]->conns == best && want-- == 0) {
+					p->addr = ca[k];
+					p->host = ch[k];
+					break;
+				}
 		}
 		i = j;
 	}
@@ -308,7 +319,7 @@ outbound_open(struct domain *d, int slot, const struct conf *c, int64_t *wake_ms
 	}
 
 	/* Host */
-	pick_addr(d, slot, c, now, &p);
+	outbound_pick(d, slot, c, now, &p);
 	if (p.addr == NULL) {
 		if (p.prohibited > 0 && p.prohibited + p.skipped == p.total) {
 			err = CONN_ERROR_PROHIBITED_IP | CONN_ACTION_PURGE_DOMAIN;
@@ -486,7 +497,7 @@ conn_failed(struct oconn *oc, int cause)
 	oconn_unlink(oc);
 	free(oc);
 	mark_failed(d, slot, &sa, c);
-	pick_addr(d, slot, c, queue_now_ms(), &p);
+	outbound_pick(d, slot, c, queue_now_ms(), &p);
 	if (p.addr != NULL) {
 		report_failure(d, slot, (struct sockaddr *)&sa, cause);
 		check_delay(d, slot, c);

@@ -30,4 +30,21 @@ int outbound_open(struct domain *d, int slot, const struct conf *c, int64_t *wak
 void outbound_feed(struct domain *d, int slot, const struct conf *c);
 void outbound_shutdown(struct domain *d);
 
+/* outbound_pick: the address the next session of (d, slot) would use at
+ * now_ms (monotonic), without side effects other than the round-robin
+ * counter; NULL when none is usable, with the reasons counted. */
+struct dhost;
+struct daddr;
+struct outbound_pick {
+	struct dhost *host;                 /* the chosen host, or NULL */
+	struct daddr *addr;                 /* the chosen address, or NULL */
+	unsigned prohibited;                /* addresses in Prohibited_Hosts */
+	unsigned skipped;                   /* addresses in Skip_Hosts */
+	unsigned failed;                    /* inside Host_Failure_Retry */
+	unsigned at_max;                    /* hosts at their limit or vetoed */
+	unsigned total;                     /* addresses looked at */
+};
+void outbound_pick(struct domain *d, int slot, const struct conf *c, int64_t now_ms,
+                   struct outbound_pick *p);
+
 #endif

@@ -100,10 +100,32 @@ queue_io(void)
 	return Q.io;
 }
 
+static queue_resolver_fn resolver_factory;
+static void *resolver_factory_arg;
+static int64_t (*clock_now_ms)(void);
+static int64_t (*clock_wall_us)(void);
+
+void
+queue_set_resolver_factory(queue_resolver_fn fn, void *arg)
+{
+	resolver_factory = fn;
+	resolver_factory_arg = arg;
+}
+
+void
+queue_set_clock(int64_t (*now_ms)(void), int64_t (*wall_us)(void))
+{
+	clock_now_ms = now_ms;
+	clock_wall_us = wall_us;
+}
+
 int64_t
 queue_now_ms(void)
 {
 	struct timespec ts;
+
+	if (clock_now_ms != NULL)
+		return clock_now_ms();
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -114,6 +136,8 @@ queue_wall_us(void)
 {
 	struct timeval tv;
 
+	if (clock_wall_us != NULL)
+		return clock_wall_us();
 	gettimeofday(&tv, NULL);
 	return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
 }
@@ -159,7 +183,10 @@ queue_start(struct loop_group *g, struct spool *sp, struct tpool *io,
 		ql->index = i;
 		ql->table_size = 1024;
 		ql->table = xcalloc(ql->table_size, sizeof(*ql->table));
-		ql->dns = dns_resolver_new(loop_base(ql->loop), dcfg, err, errlen);
+		if (resolver_factory != NULL)
+			ql->dns = resolver_factory(loop_base(ql->loop), resolver_factory_arg);
+		else
+			ql->dns = dns_resolver_new(loop_base(ql->loop), dcfg, err, errlen);
 		Q.loops[i] = ql;
 		if (ql->dns == NULL)
 			return -1;

@@ -102,4 +102,13 @@ struct queue_stats {
 };
 void queue_stats(struct queue_stats *out);
 
+/* For tests: the resolver each loop gets (NULL = c-ares from the
+ * dns_config), and the clocks (monotonic ms, wall µs; NULL = the real
+ * ones). Set before queue_start / while no loop runs. */
+struct event_base;
+struct dns_resolver;
+typedef struct dns_resolver *(*queue_resolver_fn)(struct event_base *base, void *arg);
+void queue_set_resolver_factory(queue_resolver_fn fn, void *arg);
+void queue_set_clock(int64_t (*now_ms)(void), int64_t (*wall_us)(void));
+
 #endif

@@ -49,6 +49,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/util.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -141,6 +142,7 @@ static void leave(struct smtp_client *c);
 static void destroy(struct smtp_client *c);
 static int process_input(struct smtp_client *c);
 static int handle_reply(struct smtp_client *c);
+static int class_expected(const struct smtp_client *c, int code);
 static int txn_reply(struct smtp_client *c, int code, const char *text);
 static void enter(struct smtp_client *c, enum client_state st);
 static int stage_now(const struct smtp_client *c);
@@ -168,8 +170,12 @@ static void send_rcpt(struct smtp_client *c, struct evbuffer *out, size_t i);
 static void write_body(struct smtp_client *c);
 static void set_verdict(struct smtp_txn_rcpt *r, int code, const char *text);
 static void set_accepted(struct smtp_client *c, int code, const char *text);
+static void add_run(struct evbuffer *out, const char *p, size_t n);
 static int arg_ok(const char *s);
 static int xtext_ok(const char *s);
+
+static unsigned or_default(unsigned ms, unsigned def);
+static int is2xx(int code);
 
 static pthread_mutex_t tls_ctx_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct tls_ctx_entry *tls_ctx_cache;
@@ -302,7 +308,7 @@ smtp_client_send(struct smtp_client *c, struct smtp_txn *t)
 	if (c->ext.dsn) {
 		if (t->ret == 1 || t->ret == 2)
 			evbuffer_add_printf(out, " RET=%s", t->ret == 1 ? "FULL" : "HDRS");
-		if (t->envid != NULL && xtext_ok(t->envid))
+		if (t->envid != NULL && t->envid[0] && xtext_ok(t->envid))
 			evbuffer_add_printf(out, " ENVID=%s", t->envid);
 	}
 	evbuffer_add(out, "\r\n", 2);
@@ -574,8 +580,15 @@ process_input(struct smtp_client *c)
 		size_t used;
 		enum smtp_reply_status st;
 
-		if (evbuffer_get_length(in) == 0 || evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+		size_t avail = evbuffer_get_length(in);
+
+		if (avail == 0)
 			break;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
+			/* The first chain is empty: make a contiguous piece instead. */
+			v.iov_len = avail < 4096 ? avail : 4096;
+			v.iov_base = evbuffer_pullup(in, (ev_ssize_t)v.iov_len);
+		}
 		st = smtp_reply_feed(&c->rp, v.iov_base, v.iov_len, &used);
 		evbuffer_drain(in, used);
 		if (st == SMTP_REPLY_MORE)
@@ -592,6 +605,21 @@ process_input(struct smtp_client *c)
 	return c->freed ? -1 : 0;
 }
 
+/*
+ * class_expected: 1xx never, 3xx only as the 354 to DATA, and DATA must
+ * not be answered 2xx (no message went out): anything else is a protocol
+ * violation, not a verdict.
+ */
+static int
+class_expected(const struct smtp_client *c, int code)
+{
+	if (code < 200 || code > 599)
+		return 0;
+	if (c->state == CS_DATA)
+		return code == 354 || code >= 400;
+	return code / 100 != 3;
+}
+
 static int
 handle_reply(struct smtp_client *c)
 {
@@ -603,6 +631,9 @@ handle_reply(struct smtp_client *c)
 		return quit_done(c, code, text);
 	if (code == 421)
 		return end_session(c, code, text, code, text);
+	if (!class_expected(c, code))
+		return end_session(c, 0, "[internal] invalid reply from the remote server", 451,
+		                   "451 4.5.0 [internal] invalid reply from the remote server");
 	switch (c->state) {
 	case CS_BANNER:
 		if (code == 220)
@@ -725,8 +756,8 @@ static int
 quit_done(struct smtp_client *c, int code, const char *text)
 {
 	close_conn(c);
-	if (c->end_set)
-		return notify_closed(c, c->end.code, c->end.reply, c->end.stage, 1);
+	if (c->end_set)         /* a failure: the polite QUIT does not make it clean */
+		return notify_closed(c, c->end.code, c->end.reply, c->end.stage, 0);
 	if (code > 0)
 		return notify_closed(c, code, text, c->quit_stage, 1);
 	return notify_closed(c, 0, "[internal] connection closed after QUIT", c->quit_stage, 1);
@@ -1121,9 +1152,14 @@ tls_start(struct smtp_client *c)
 		SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 		SSL_set1_host(ssl, c->tls_host);
 	}
-	if (c->tls_host != NULL && c->tls_host[0] != '\0' && c->tls_host[0] != '[' &&
-	    strspn(c->tls_host, "0123456789.:abcdefABCDEF") != strlen(c->tls_host))
-		SSL_set_tlsext_host_name(ssl, c->tls_host);
+	if (c->tls_host != NULL && c->tls_host[0] != '\0' && c->tls_host[0] != '[') {
+		unsigned char addr[sizeof(struct in6_addr)];
+
+		/* RFC 6066 §3: SNI carries host names, never address literals. */
+		if (inet_pton(AF_INET, c->tls_host, addr) != 1 &&
+		    inet_pton(AF_INET6, c->tls_host, addr) != 1)
+			SSL_set_tlsext_host_name(ssl, c->tls_host);
+	}
 	tls = bufferevent_openssl_filter_new(c->base, c->bev, ssl, BUFFEREVENT_SSL_CONNECTING,
 	                                     BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (tls == NULL) {

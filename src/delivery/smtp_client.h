@@ -20,25 +20,41 @@
  * one-line reply in smtp_txn_rcpt.reply, with "[internal]" after the codes):
  *   552 5.3.4 [internal] message too large for the remote server
  *   553 5.6.7 [internal] SMTPUTF8 not supported by the remote server
- *   553 5.1.3 [internal] invalid address (control characters in it)
- *   451 4.4.2 [internal] timeout during <stage>       (temp_session = 1)
- *   451 4.4.2 [internal] connection lost during <stage>  (temp_session = 1)
+ *   553 5.1.7 [internal] invalid sender address      (control characters in it)
+ *   553 5.1.3 [internal] invalid recipient address   (control characters in it)
+ *   451 4.4.2 [internal] timeout <stage>              (temp_session = 1)
+ *   451 4.4.2 [internal] connection lost <stage>      (temp_session = 1)
  *   451 4.5.0 [internal] invalid reply from the remote server (temp_session = 1)
- *   451 4.7.0 [internal] session closed by the caller  (never in practice)
  * A 421 from the server goes to every undecided recipient as it is, with
  * temp_session = 1. smtp_client_status uses code 0 and "[internal] ..."
  * text for local and network failures ("[internal] timeout during DATA",
- * "[internal] TLS required but not offered", "[internal] STARTTLS failed:
- * ..."), and the server's code and reply when a reply ended the session.
+ * "[internal] connection lost while idle: <errno text>", "[internal] TLS
+ * required but not offered", "[internal] STARTTLS failed: 454 4.7.0 ...",
+ * "[internal] STARTTLS failed: certificate verification failed: <why>"),
+ * and the server's code and reply when a reply ended the session.
+ * <stage> reads "while reading the banner", "during EHLO", "during HELO",
+ * "during STARTTLS", "during the TLS handshake", "while idle", "during
+ * MAIL FROM", "during RCPT TO", "during DATA", "while sending the body",
+ * "while reading the confirmation", "during RSET" or "during QUIT".
  *
  * Timeouts: each is a deadline for its stage, in milliseconds; 0 takes the
  * RFC 5321 §4.5.3.2 value (5 min; DATA 2 min; body and final reply 10 min;
  * STARTTLS and the handshake 2 min; QUIT 10 s).
  *
- * Ownership: the client owns fd (closed by smtp_client_free, also when
- * smtp_client_new fails), copies params (strings included), and borrows
- * each smtp_txn (and its body and recipients) from smtp_client_send until
- * its on_txn_done. The caller frees the client with smtp_client_free: at
+ * Replies of an unexpected class (1xx; 3xx other than 354 to DATA; 2xx
+ * to DATA) count as invalid replies. EHLO falls back to HELO after a 5xx;
+ * a non-220 greeting, a refused HELO, a refused STARTTLS (any mode) and
+ * "TLS required but not offered" end the session after a polite QUIT
+ * (the status carries the reason, with clean = 0); a 421, a timeout, a
+ * lost connection, an invalid reply or a failed handshake close at once.
+ * clean = 1 only for a session ended by smtp_client_quit.
+ * ehlo_name NULL or "" means "localhost".
+ *
+ * Ownership: the client owns fd (closed when the session ends or by
+ * smtp_client_free, also when smtp_client_new fails; libevent does the
+ * close() from the loop right after), copies params (strings included),
+ * and borrows each smtp_txn (and its body and recipients) from
+ * smtp_client_send until its on_txn_done. The caller frees the client with smtp_client_free: at
  * any time, and at the latest after on_closed (also inside it).
  */
 #ifndef IMPETUS_DELIVERY_SMTP_CLIENT_H
@@ -99,7 +115,7 @@ struct smtp_client_status {           /* why a session ended or could not start 
 	int code;                         /* last SMTP reply code, or 0 for a local/network failure */
 	char reply[SMTP_REPLY_MAX];       /* one line; "[internal] ..." for local/network failures */
 	int stage;                        /* where it ended */
-	int clean;                        /* 1 after our QUIT */
+	int clean;                        /* 1 after our QUIT (smtp_client_quit), 0 for failures */
 };
 
 struct smtp_client_ext {

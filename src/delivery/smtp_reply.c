@@ -21,6 +21,7 @@ static enum smtp_reply_status line_done(struct smtp_reply_parser *p);
 static void parse_enhanced(struct smtp_reply_parser *p, const char *text, size_t len);
 static size_t enhanced_len(const char *text, size_t len, int cls);
 static void start_reply(struct smtp_reply_parser *p);
+static enum smtp_reply_status fail(struct smtp_reply_parser *p, enum smtp_reply_err err);
 
 void
 smtp_reply_init(struct smtp_reply_parser *p)

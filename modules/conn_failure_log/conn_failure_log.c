@@ -2,7 +2,7 @@
  * conn_failure_log.c - one line per failed outbound connection attempt.
  *
  *     conn_failure_log { path = "/var/log/impetus/connfail.log" }
- *     conn_failure_log "second" { path = "/tmp/other.log" }
+ *     conn_failure_log "second" { path = "/tmp/other.log"  log_successes = true }
  *
  * Registers on the core hook log_client_connection_failure (last, after any
  * provider registered first) and appends to `path`, for every failure:
@@ -15,6 +15,14 @@
  * address tried, "ip:port" or "[ip6]:port", "" when no address was chosen
  * (DNS pending or failed, null MX, every host prohibited or saturated);
  * flags: the cause and the action, as conn_error_render writes them.
+ *
+ * With `log_successes = true` (default false) the instance also registers on
+ * log_client_connection_success and writes one line per established
+ * connection in the same layout, with the flags field `SUCCESS`:
+ *
+ *     1764070000@d1.test@default@127.0.0.2:25@SUCCESS
+ *
+ * Successes are not counted by the console verbs below (they count failures).
  *
  * It also counts failures per domain for the console:
  *     conn_failure_log counts     one line per domain: "domain count", sorted
@@ -29,8 +37,8 @@
  * slows the event loop that reports the failure. There is no reopen: a
  * reload opens the file again (rotate by renaming, then reload).
  *
- * Functions: the descriptor (init, reload, fini, two verbs) and the hook
- * provider; everything else is static. Ownership: an instance owns its
+ * Functions: the descriptor (init, reload, fini, two verbs) and the two hook
+ * providers; everything else is static. Ownership: an instance owns its
  * descriptor, its path and a reference on the shared counts table, all
  * released by fini. Errors: init/reload fail with a message when path is
  * unset or cannot be opened; a failed write is reported once to the
@@ -53,6 +61,7 @@
 #include <impetus/config.h>
 #include <impetus/conn_errors.h>
 #include <impetus/hooks/core/log_client_connection_failure.h>
+#include <impetus/hooks/core/log_client_connection_success.h>
 #include <impetus/message.h>
 #include <impetus/module.h>
 
@@ -93,6 +102,10 @@ static int cfl_start(struct imp_module_instance *inst, struct cfl_counts *counts
                      size_t errlen);
 static void cfl_on_failure(void *closure, struct sockaddr *addr, int err, domain_record *dr,
                            int binding_slot, struct timeval *now);
+static void cfl_on_success(void *closure, struct sockaddr *addr, domain_record *dr,
+                           int binding_slot, struct timeval *now);
+static void cfl_log(struct cfl *cfl, const struct sockaddr *addr, const char *flags,
+                    domain_record *dr, int binding_slot, const struct timeval *now);
 static int cfl_verb_counts(struct imp_module_instance *inst, int argc, char **argv,
                            struct imp_console_out *out);
 static int cfl_verb_reset(struct imp_module_instance *inst, int argc, char **argv,
@@ -111,7 +124,12 @@ static struct conf_option cfl_opt_path = {
 	.help = "file that receives one line per failed outbound connection (required)",
 };
 
-static struct conf_option *const cfl_options[] = { &cfl_opt_path, NULL };
+static struct conf_option cfl_opt_log_successes = {
+	.name = "log_successes", .type = CONF_T_BOOL, .def = "false",
+	.help = "also write one line (flags SUCCESS) per established outbound connection",
+};
+
+static struct conf_option *const cfl_options[] = { &cfl_opt_path, &cfl_opt_log_successes, NULL };
 
 static const struct imp_console_verb cfl_verbs[] = {
 	{ "counts", "failures per domain since the start or the last reset", cfl_verb_counts },
@@ -250,6 +268,7 @@ static int
 cfl_start(struct imp_module_instance *inst, struct cfl_counts *counts, char *err, size_t errlen)
 {
 	const struct conf_setting *path = imp_module_setting(inst, &cfl_opt_path);
+	const struct conf_setting *succ = imp_module_setting(inst, &cfl_opt_log_successes);
 	struct cfl *cfl;
 
 	if (path == NULL || path->s == NULL || path->s[0] == '\0') {
@@ -280,7 +299,13 @@ cfl_start(struct imp_module_instance *inst, struct cfl_counts *counts, char *err
 	pthread_mutex_init(&cfl->write_lock, NULL);
 	imp_module_instance_set_data(inst, cfl);
 	register_core_log_client_connection_failure_hook_last(cfl_on_failure, cfl);
-	imp_module_log_info(inst, "writing failed connections to %s", cfl->path);
+	if (succ != NULL && succ->i) {
+		register_core_log_client_connection_success_hook_last(cfl_on_success, cfl);
+		imp_module_log_info(inst, "writing failed and successful connections to %s",
+		                    cfl->path);
+	} else {
+		imp_module_log_info(inst, "writing failed connections to %s", cfl->path);
+	}
 	return 0;
 }
 
@@ -346,13 +371,12 @@ write_line(struct cfl *cfl, const char *line, size_t len)
 	return rc;
 }
 
-/* The hook provider: any thread. */
+/* One line: time@domain@binding@peer@flags. */
 static void
-cfl_on_failure(void *closure, struct sockaddr *addr, int err, domain_record *dr,
-               int binding_slot, struct timeval *now)
+cfl_log(struct cfl *cfl, const struct sockaddr *addr, const char *flags, domain_record *dr,
+        int binding_slot, const struct timeval *now)
 {
-	struct cfl *cfl = closure;
-	char line[CFL_LINE_MAX], peer[64], flags[512];
+	char line[CFL_LINE_MAX], peer[64];
 	const char *domain = dr != NULL && dr->domain != NULL ? dr->domain : "";
 	const char *binding = config_get_binding_name_from_id(binding_slot);
 	struct timeval tv;
@@ -363,7 +387,6 @@ cfl_on_failure(void *closure, struct sockaddr *addr, int err, domain_record *dr,
 	else
 		gettimeofday(&tv, NULL);
 	sockaddr_render_ip_port(addr, peer, sizeof(peer));
-	conn_error_render(err, flags, sizeof(flags));
 	n = snprintf(line, sizeof(line), "%lld@%s@%s@%s@%s\n", (long long)tv.tv_sec, domain,
 	             binding ? binding : "", peer, flags);
 	if (n < 0)
@@ -372,8 +395,27 @@ cfl_on_failure(void *closure, struct sockaddr *addr, int err, domain_record *dr,
 		n = (int)sizeof(line) - 1;
 		line[n - 1] = '\n';
 	}
-	counts_add(cfl->counts, domain);
 	write_line(cfl, line, (size_t)n);
+}
+
+/* The hook providers: any thread. */
+static void
+cfl_on_failure(void *closure, struct sockaddr *addr, int err, domain_record *dr,
+               int binding_slot, struct timeval *now)
+{
+	struct cfl *cfl = closure;
+	char flags[512];
+
+	conn_error_render(err, flags, sizeof(flags));
+	counts_add(cfl->counts, dr != NULL && dr->domain != NULL ? dr->domain : "");
+	cfl_log(cfl, addr, flags, dr, binding_slot, now);
+}
+
+static void
+cfl_on_success(void *closure, struct sockaddr *addr, domain_record *dr, int binding_slot,
+               struct timeval *now)
+{
+	cfl_log(closure, addr, "SUCCESS", dr, binding_slot, now);
 }
 
 /* Console verbs. */

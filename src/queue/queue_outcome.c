@@ -92,13 +92,12 @@ qmsg_transient(struct qmsg *m, const struct sockaddr *remote, int stage, const c
 	conf_unref(c);
 	gettimeofday(&now, NULL);
 	domain_unlink(d, m);
-	if (m->retries < UINT16_MAX)
-		m->retries++;
+	/* Records show the retries before this attempt; the count goes up after. */
 	view_attempt(&v, m, remote, stage);
 	if (has_core_get_msg_expiration_params_hook())
 		call_core_get_msg_expiration_params_hook(&v, &expiration, &retry, &max_retries);
 	if (queue_expired((wall / 1000000) - m->body->received.tv_sec, (int64_t)expiration,
-	                  m->retries, max_retries, &why)) {
+	                  (unsigned)m->retries + 1, max_retries, &why)) {
 		char note[600];
 		snprintf(note, sizeof(note), "%s (last reply: %s)", why, reply);
 		qmsg_failed(m, remote, stage, note);
@@ -106,6 +105,9 @@ qmsg_transient(struct qmsg *m, const struct sockaddr *remote, int stage, const c
 	}
 	if (has_core_log_transient_failure_v1_hook())
 		call_core_log_transient_failure_v1_hook(&v, &d->pub, &now, reply, (int)strlen(reply));
+	if (m->retries < UINT16_MAX)
+		m->retries++;
+	v.num_retries = m->retries;
 	m->next_us = wall + queue_retry_delay_s(m->retries, (int64_t)retry, max_retry) * 1000000;
 	if (has_core_ec_message_set_next_attempt_hook()) {
 		int rv = 0;

@@ -324,6 +324,7 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 	          (unsigned long long)fresh->generation);
 	log_modules(g);
 	conf_errors_free(&errs);
+	queue_reload();
 }
 
 static void

@@ -150,6 +150,37 @@ host_limit(const struct conf *c, int slot, const struct dhost *h)
 
 /* The best usable address: lowest preference with any usable address,
  * fewest sessions among equals (round robin on ties). */
+/* Whether address a of host h may take a session now; counts why not. */
+static int
+addr_usable(struct domain *d, int slot, struct dhost *h, struct daddr *a, int lim,
+            const struct conf_setting *proh, const struct conf_setting *skip, int64_t now,
+            struct pick *p)
+{
+	if (in_cidrs(proh, &a->sa)) {
+		p->prohibited++;
+		return 0;
+	}
+	if (in_cidrs(skip, &a->sa)) {
+		p->skipped++;
+		return 0;
+	}
+	if (a->failed_until_ms > now) {
+		p->failed++;
+		return 0;
+	}
+	if (lim >= 0 && h->conns >= (unsigned)lim) {
+		p->at_max++;
+		return 0;
+	}
+	if (has_core_veto_host_connection_hook() &&
+	    call_core_veto_host_connection_hook((host_record *)h, &d->pub, slot, lim,
+	                                        (int)h->conns) != 0) {
+		p->at_max++;
+		return 0;
+	}
+	return 1;
+}
+
 void
 outbound_pick(struct domain *d, int slot, const struct conf *c, int64_t now, struct pick *p)
 {
@@ -159,62 +190,48 @@ outbound_pick(struct domain *d, int slot, const struct conf *c, int64_t now, str
 
 	memset(p, 0, sizeof(*p));
 	while (i < d->nhosts && p->addr == NULL) {
-		unsigned pref = d->hosts[i].pref;
-		struct dhost *ch[64];
-		struct daddr *ca[64];
-		size_t j = i, ncand = 0, nbest = 0;
-		unsigned best = ~0u;
+		unsigned pref = d->hosts[i].pref, best = ~0u;
+		size_t j, end, nbest = 0, want;
 
-		for (; j < d->nhosts && d->hosts[j].pref == pref; j++) {
-			struct dhost *h = &d->hosts[j];
+		/* First pass: the fewest sessions among the usable addresses of this preference. */
+		for (end = i; end < d->nhosts && d->hosts[end].pref == pref; end++) {
+			struct dhost *h = &d->hosts[end];
 			int lim = host_limit(c, slot, h);
 			for (size_t k = 0; k < h->naddrs; k++) {
 				struct daddr *a = &h->addrs[k];
 				p->total++;
-				if (in_cidrs(proh, &a->sa)) {
-					p->prohibited++;
+				if (!addr_usable(d, slot, h, a, lim, proh, skip, now, p))
 					continue;
-				}
-				if (in_cidrs(skip, &a->sa)) {
-					p->skipped++;
-					continue;
-				}
-				if (a->failed_until_ms > now) {
-					p->failed++;
-					continue;
-				}
-				if (lim >= 0 && h->conns >= (unsigned)lim) {
-					p->at_max++;
-					continue;
-				}
-				if (has_core_veto_host_connection_hook() &&
-				    call_core_veto_host_connection_hook((host_record *)h, &d->pub, slot,
-				                                        lim, (int)h->conns) != 0) {
-					p->at_max++;
-					continue;
-				}
-				if (ncand < 64) {
-					ch[ncand] = h;
-					ca[ncand++] = a;
-				}
-				if (a->conns < best)
+				if (a->conns < best) {
 					best = a->conns;
+					nbest = 0;
+				}
+				if (a->conns == best)
+					nbest++;
 			}
 		}
-		/* Equal preference: the fewest sessions, round robin among ties. */
-		for (size_t k = 0; k < ncand; k++)
-			if (ca[k]->conns == best)
-				nbest++;
+		/* Second pass: round robin among those with that many. */
 		if (nbest > 0) {
-			size_t want = d->rr % nbest;
-			for (size_t k = 0; k < ncand; k++)
-				if (ca[k]->conns == best && want-- == 0) {
-					p->addr = ca[k];
-					p->host = ch[k];
-					break;
+			struct pick scratch;
+			want = d->rr % nbest;
+			memset(&scratch, 0, sizeof(scratch));
+			for (j = i; j < end && p->addr == NULL; j++) {
+				struct dhost *h = &d->hosts[j];
+				int lim = host_limit(c, slot, h);
+				for (size_t k = 0; k < h->naddrs; k++) {
+					struct daddr *a = &h->addrs[k];
+					if (a->conns != best ||
+					    !addr_usable(d, slot, h, a, lim, proh, skip, now, &scratch))
+						continue;
+					if (want-- == 0) {
+						p->addr = a;
+						p->host = h;
+						break;
+					}
 				}
+			}
 		}
-		i = j;
+		i = end;
 	}
 	if (p->addr != NULL)
 		d->rr++;
@@ -745,22 +762,29 @@ static void
 on_txn_done(struct smtp_client *cl, struct smtp_txn *t, void *arg)
 {
 	struct oconn *oc = arg;
-	struct qmsg *failed[OUT_BATCH_MAX];
-	const char *replies[OUT_BATCH_MAX];
-	size_t nfailed = 0;
+	struct qmsg *failed[OUT_BATCH_MAX], *rfailed[OUT_BATCH_MAX];
+	const char *replies[OUT_BATCH_MAX], *rreplies[OUT_BATCH_MAX];
+	size_t nfailed = 0, nrfailed = 0;
 	struct conf *c;
 
 	for (size_t i = 0; i < oc->nmsgs; i++) {
 		struct qmsg *m = oc->msgs[i];
 		const struct smtp_txn_rcpt *r = &t->rcpts[i];
+		int stage = r->stage != 0 ? r->stage : t->stage;
 		if (r->code >= 200 && r->code < 300)
 			qmsg_delivered(m, (struct sockaddr *)&oc->sa, r->reply);
+		else if (r->code >= 500 && r->code < 600 && stage == 4) {
+			rfailed[nrfailed] = m;
+			rreplies[nrfailed++] = r->reply;
+		}
 		else if (r->code >= 500 && r->code < 600) {
 			failed[nfailed] = m;
 			replies[nfailed++] = r->reply;
 		} else
-			qmsg_transient(m, (struct sockaddr *)&oc->sa, t->stage, r->reply);
+			qmsg_transient(m, (struct sockaddr *)&oc->sa, stage, r->reply);
 	}
+	if (nrfailed > 0)       /* refused at RCPT: one report for them all */
+		qmsg_failed_group(rfailed, rreplies, nrfailed, (struct sockaddr *)&oc->sa, 4);
 	if (nfailed > 0)
 		qmsg_failed_group(failed, replies, nfailed, (struct sockaddr *)&oc->sa, t->stage);
 	oc->nmsgs = 0;
@@ -781,7 +805,7 @@ on_closed(struct smtp_client *cl, const struct smtp_client_status *st, void *arg
 	struct domain *d = oc->d;
 
 	(void)cl;
-	if (oc->state == OC_GREETING && !st->clean) {
+	if (oc->state == OC_GREETING) {
 		/* The host would not talk to us: avoid it for Host_Failure_Retry. */
 		struct conf *c = conf_current();
 		mark_failed(d, oc->slot, &oc->sa, c);

@@ -258,6 +258,7 @@ smtp_client_send(struct smtp_client *c, struct smtp_txn *t)
 	t->temp_session = 0;
 	for (size_t i = 0; i < t->nrcpt; i++) {
 		t->rcpts[i].code = 0;
+		t->rcpts[i].stage = 0;
 		t->rcpts[i].reply[0] = '\0';
 	}
 	c->txn = t;
@@ -674,6 +675,11 @@ handle_reply(struct smtp_client *c)
 	case CS_STARTTLS:
 		if (code == 220)
 			return tls_start(c);
+		if (c->p.tls == SMTP_TLS_IFAVAILABLE) {
+			/* Refused: go on in clear, as if it had not been offered. */
+			c->ext.starttls = 0;
+			return after_greeting(c);
+		}
 		{
 			char why[SMTP_REPLY_MAX];
 
@@ -946,6 +952,8 @@ txn_reply(struct smtp_client *c, int code, const char *text)
 	case CS_RCPT:
 		if (!c->mail_refused) {
 			set_verdict(&t->rcpts[c->sent[c->next_reply]], code, text);
+			if (!is2xx(code))
+				t->rcpts[c->sent[c->next_reply]].stage = 4;
 			if (is2xx(code))
 				c->naccepted++;
 		}

@@ -95,6 +95,8 @@ struct smtp_txn_rcpt {
 	int code;                         /* out: the final verdict: the RCPT reply if not 2xx, else
 	                                     the end-of-data reply (or the transaction's failure) */
 	char reply[SMTP_REPLY_MAX];       /* out: one-line text of that reply */
+	int stage;                        /* out: 4 when the RCPT reply decided it, else 0 (the
+	                                     transaction's stage applies) */
 };
 
 struct smtp_txn {

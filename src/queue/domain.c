@@ -145,6 +145,7 @@ routes_init(struct domain *d, const struct conf *c)
 	int port = (int)conf_resolve(c, &conf_opt_remote_smtp_port, -1, d->pub.domain)->i;
 	char err[160];
 
+	d->conf_gen = c->generation;
 	d->port = port;
 	free(d->lookup);
 	d->lookup = xstrdup(d->pub.domain);
@@ -213,6 +214,31 @@ routes_init(struct domain *d, const struct conf *c)
 			d->lookup = xstrdup(r.host);
 		}
 	}
+}
+
+/* A new configuration generation: Gateway, Routes or the port may differ. */
+static void
+domain_reroute(struct domain *d, const struct conf *c)
+{
+	char *old_lookup = xstrdup(d->lookup);
+	int old_static = d->static_routes, old_port = d->port;
+
+	routes_init(d, c);
+	if (!d->static_routes &&
+	    (old_static || old_port != d->port || strcmp(old_lookup, d->lookup) != 0)) {
+		/* resolve the (new) name again */
+		if (d->query != NULL) {
+			dns_query_cancel(d->query);
+			d->query = NULL;
+		}
+		hosts_free(d->hosts, d->nhosts);
+		d->hosts = NULL;
+		d->nhosts = 0;
+		d->dns = DD_NONE;
+		d->dns_failures = 0;
+		d->dns_expires_ms = 0;
+	}
+	free(old_lookup);
 }
 
 void
@@ -517,6 +543,8 @@ maintain(struct timer *t, void *arg)
 	d->maint_at_ms = 0;
 	d->running = 1;
 	c = conf_current();
+	if (c->generation != d->conf_gen)
+		domain_reroute(d, c);
 	while (d->ndelayed > 0 && d->delayed[0]->next_us <= wall && moved < MAINT_MOVE_MAX) {
 		struct qmsg *m = heap_pop(d);
 		QC_SUB(delayed, 1);

@@ -125,6 +125,7 @@ struct domain {
 	char *lookup;                       /* the name resolved (the domain or its Gateway) */
 	int static_routes;                  /* hosts come from Routes / an IP Gateway */
 	int port;                           /* Remote_SMTP_Port or the Gateway's port */
+	uint64_t conf_gen;                  /* the configuration generation routes came from */
 	/* DNS */
 	uint8_t dns;                        /* enum domain_dns */
 	int dns_status;                     /* enum dns_status of the last answer */

@@ -664,6 +664,25 @@ queue_rebind(const char *from, const char *domain, const char *to, char *err, si
 	return 0;
 }
 
+static void
+reload_on_loop(void *arg)
+{
+	struct qloop *ql = arg;
+
+	if (ql->stopping)
+		return;
+	for (size_t i = 0; i < ql->table_size; i++)
+		for (struct domain *d = ql->table[i]; d != NULL; d = d->hnext)
+			domain_kick(d);
+}
+
+void
+queue_reload(void)
+{
+	for (int i = 0; i < Q.nloops; i++)
+		loop_post(Q.loops[i]->loop, reload_on_loop, Q.loops[i]);
+}
+
 void
 queue_stats(struct queue_stats *out)
 {

@@ -45,6 +45,10 @@ void queue_stop(void);
 /* queue_free: free what is left; the loops and the pool have stopped. */
 void queue_free(void);
 
+/* queue_reload: a new configuration generation is installed: every domain's
+ * maintainer runs again soon (limits, suspensions, Gateway and Routes). */
+void queue_reload(void);
+
 /* Binding assignment (queue_binding.c). */
 enum queue_default_binding {
 	QUEUE_DEFAULT_NORMAL = 0,

@@ -1438,10 +1438,27 @@ test_starttls_failures(void)
 	check_status(&d, 0, "[internal] TLS required but not offered", 11, 0);
 
 	memset(&d, 0, sizeof(d));
-	p.tls = SMTP_TLS_IFAVAILABLE;
+	p.tls = SMTP_TLS_REQUIRED;
 	run(refused, &p, &d);
 	CHECK_STR(d.events, "C", "refused");
 	check_status(&d, 0, "[internal] STARTTLS failed: 454 4.7.0 TLS not available", 15, 0);
+
+	/* IFAVAILABLE: a refused STARTTLS goes on in clear (the session becomes ready). */
+	{
+		const struct step refused_clear[] = {
+			{ S_SEND, BANNER },
+			{ S_EXPECT, "EHLO client.test\r\n" },
+			{ S_SEND, EHLO_TLS },
+			{ S_EXPECT, "STARTTLS\r\n" },
+			{ S_SEND, "454 4.7.0 TLS not available\r\n" },
+			{ S_END, NULL },
+		};
+		memset(&d, 0, sizeof(d));
+		p.tls = SMTP_TLS_IFAVAILABLE;
+		run(refused_clear, &p, &d);
+		CHECK(d.events[0] == 'R', "refused, ifavailable: got events \"%s\", want ready first",
+		      d.events);
+	}
 
 	/* VERIFY_CA against the system store: the self-signed certificate fails. */
 	memset(&d, 0, sizeof(d));

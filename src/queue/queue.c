@@ -66,6 +66,7 @@ struct queue_state {
 	pthread_mutex_t stop_mu;
 	pthread_cond_t stop_cv;
 	int stopped;                        /* loops that finished queue_stop */
+	atomic_int closing;                 /* queue_stop began: new mail stays in the spool */
 	struct queue_counters counters;
 };
 
@@ -199,6 +200,7 @@ queue_stop(void)
 {
 	if (Q.loops == NULL)
 		return;
+	atomic_store(&Q.closing, 1);
 	pthread_mutex_lock(&Q.stop_mu);
 	Q.stopped = 0;
 	pthread_mutex_unlock(&Q.stop_mu);
@@ -497,9 +499,16 @@ void
 queue_submit(struct spool_batch *b)
 {
 	struct submit_job *jobs[Q.nloops > 0 ? Q.nloops : 1];
-	struct qbody *body = qbody_new();
-	struct conf *c = conf_current();
+	struct qbody *body;
+	struct conf *c;
 	size_t n = spool_batch_rcpt_count(b);
+
+	if (Q.loops == NULL || atomic_load(&Q.closing)) {
+		spool_batch_free(b);    /* it is on disk: the next start delivers it */
+		return;
+	}
+	body = qbody_new();
+	c = conf_current();
 	int64_t now = queue_wall_us();
 
 	memset(jobs, 0, sizeof(jobs));
@@ -556,7 +565,7 @@ queue_restore(const struct spool_batch_info *info)
 	struct qbody *body;
 	struct conf *c;
 
-	if (info->nrcpt == 0)
+	if (info->nrcpt == 0 || Q.loops == NULL || atomic_load(&Q.closing))
 		return;
 	memset(jobs, 0, sizeof(jobs));
 	c = conf_current();

@@ -28,6 +28,8 @@ CLIENTS = 4
 
 CONF = """\
 Spoolbase = "var/spool"
+# Reception tests: mail stays in the spool to be inspected (no delivery attempts).
+Suspend_Delivery = true
 Pidfile = "var/run/impetusd.pid"
 Event_Loops = 2
 ec_logger { Paniclog = "var/log/paniclog.ec" }

@@ -28,6 +28,8 @@ EX_TEMPFAIL = 75
 
 BASE = """\
 Spoolbase = "var/spool"
+# Reception tests: mail stays in the spool to be inspected (no delivery attempts).
+Suspend_Delivery = true
 Pidfile = "var/run/impetusd.pid"
 Event_Loops = 2
 ec_logger {

@@ -19,6 +19,8 @@ IMPETUSD = harness.require_impetusd()
 
 BASE = """\
 Spoolbase = "var/spool"
+# Reception tests: mail stays in the spool to be inspected (no delivery attempts).
+Suspend_Delivery = true
 Pidfile = "var/run/impetusd.pid"
 Event_Loops = 2
 ec_logger {

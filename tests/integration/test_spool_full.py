@@ -20,6 +20,7 @@ SPOOL_TOOL = os.path.join(os.path.dirname(IMPETUSD), "impetus-spool")
 
 CONF = """\
 Spoolbase = "spool"
+Suspend_Delivery = true
 Pidfile = "var/run/impetusd.pid"
 Event_Loops = 1
 ec_logger { Paniclog = "var/log/paniclog.ec" }

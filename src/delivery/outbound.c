@@ -103,6 +103,10 @@ report_failure(struct domain *d, int slot, const struct sockaddr *sa, int err)
 	struct timeval now;
 
 	QC_ADD(conn_failures, 1);
+	for (int i = 0; i < QUEUE_CONN_CAUSES; i++)
+		if (err & (1 << i))
+			atomic_fetch_add_explicit(&queue_counters()->conn_failures_by_cause[i], 1,
+			                          memory_order_relaxed);
 	if (!has_core_log_client_connection_failure_hook())
 		return;
 	gettimeofday(&now, NULL);

@@ -170,6 +170,7 @@ int
 queue_start(struct loop_group *g, struct spool *sp, struct tpool *io,
             const struct dns_config *dcfg, char *err, size_t errlen)
 {
+	atomic_store(&Q.closing, 0);
 	Q.group = g;
 	Q.spool = sp;
 	Q.io = io;
@@ -703,4 +704,7 @@ queue_stats(struct queue_stats *out)
 	LD(active); LD(delayed); LD(domains); LD(conns); LD(conn_attempts); LD(conn_failures);
 	LD(dns_queries); LD(dns_failures);
 #undef LD
+	for (int i = 0; i < QUEUE_CONN_CAUSES; i++)
+		out->conn_failures_by_cause[i] = atomic_load_explicit(&qc->conn_failures_by_cause[i],
+		                                                      memory_order_relaxed);
 }

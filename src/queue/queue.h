@@ -88,6 +88,7 @@ void queue_restore(const struct spool_batch_info *info);
 int queue_rebind(const char *from, const char *domain, const char *to, char *err, size_t errlen);
 
 /* Counters since start (all loops; approximate while loops run). */
+#define QUEUE_CONN_CAUSES 16                /* CONN_ERROR_* bits 0..15 */
 struct queue_stats {
 	uint64_t received;                  /* recipient-messages queued by reception */
 	uint64_t restored;                  /* recipient-messages read back at start */
@@ -103,6 +104,7 @@ struct queue_stats {
 	uint64_t conn_failures;
 	uint64_t dns_queries;
 	uint64_t dns_failures;
+	uint64_t conn_failures_by_cause[QUEUE_CONN_CAUSES]; /* [i]: CONN_ERROR bit 1 << i */
 };
 void queue_stats(struct queue_stats *out);
 

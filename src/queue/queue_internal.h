@@ -8,11 +8,13 @@
 #include <stdint.h>
 
 #include "queue/domain.h"
+#include "queue/queue.h"
 
 struct queue_counters {                 /* see struct queue_stats */
 	atomic_uint_fast64_t received, restored, delivered, transient, failed, bounces;
 	atomic_uint_fast64_t active, delayed, domains, conns, conn_attempts, conn_failures;
 	atomic_uint_fast64_t dns_queries, dns_failures;
+	atomic_uint_fast64_t conn_failures_by_cause[QUEUE_CONN_CAUSES]; /* by CONN_ERROR bit */
 };
 struct queue_counters *queue_counters(void);
 #define QC_ADD(f, n) atomic_fetch_add_explicit(&queue_counters()->f, (uint64_t)(n), memory_order_relaxed)

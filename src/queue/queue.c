@@ -153,6 +153,18 @@ queue_loop_of(const char *domain)
 	return Q.loops[h % (uint64_t)Q.nloops];
 }
 
+int
+queue_loop_count(void)
+{
+	return Q.loops != NULL ? Q.nloops : 0;
+}
+
+struct qloop *
+queue_loop_at(int i)
+{
+	return Q.loops != NULL && i >= 0 && i < Q.nloops ? Q.loops[i] : NULL;
+}
+
 struct qloop *
 queue_loop_current(void)
 {

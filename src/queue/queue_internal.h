@@ -23,6 +23,8 @@ struct queue_counters *queue_counters(void);
 /* queue.c */
 struct qloop *queue_loop_of(const char *domain);
 struct qloop *queue_loop_current(void);
+int queue_loop_count(void);             /* 0 before queue_start / after queue_free */
+struct qloop *queue_loop_at(int i);
 void qmsg_free(struct qmsg *m);
 
 /* domain.c */

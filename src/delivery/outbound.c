@@ -863,6 +863,17 @@ outbound_feed(struct domain *d, int slot, const struct conf *c)
 }
 
 void
+outbound_move_conns(struct dbind *to, struct dbind *from)
+{
+	struct oconn *oc;
+
+	while ((oc = LIST_FIRST(&from->conns)) != NULL) {
+		LIST_REMOVE(oc, link);
+		LIST_INSERT_HEAD(&to->conns, oc, link);
+	}
+}
+
+void
 outbound_shutdown(struct domain *d)
 {
 	for (size_t s = 0; s < d->nbinds; s++) {

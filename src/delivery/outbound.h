@@ -29,6 +29,9 @@ struct domain;
 int outbound_open(struct domain *d, int slot, const struct conf *c, int64_t *wake_ms);
 void outbound_feed(struct domain *d, int slot, const struct conf *c);
 void outbound_shutdown(struct domain *d);
+/* outbound_move_conns: move the session list of from into the empty to. */
+struct dbind;
+void outbound_move_conns(struct dbind *to, struct dbind *from);
 
 /* outbound_pick: the address the next session of (d, slot) would use at
  * now_ms (monotonic), without side effects other than the round-robin

@@ -112,13 +112,21 @@ domain_bind(struct domain *d, int slot)
 	if (slot < 0)
 		slot = 0;
 	if ((size_t)slot >= d->nbinds) {
+		/* The list heads point into themselves: move them, never realloc. */
 		size_t n = (size_t)slot + 1;
-		d->binds = xrealloc(d->binds, n * sizeof(*d->binds));
-		for (size_t i = d->nbinds; i < n; i++) {
-			memset(&d->binds[i], 0, sizeof(d->binds[i]));
-			TAILQ_INIT(&d->binds[i].active);
-			LIST_INIT(&d->binds[i].conns);
+		struct dbind *nb = xcalloc(n, sizeof(*nb));
+		for (size_t i = 0; i < n; i++) {
+			if (i < d->nbinds)
+				nb[i] = d->binds[i];
+			TAILQ_INIT(&nb[i].active);
+			LIST_INIT(&nb[i].conns);
+			if (i < d->nbinds) {
+				TAILQ_CONCAT(&nb[i].active, &d->binds[i].active, u.link);
+				outbound_move_conns(&nb[i], &d->binds[i]);
+			}
 		}
+		free(d->binds);
+		d->binds = nb;
 		d->nbinds = n;
 	}
 	return &d->binds[slot];

@@ -602,7 +602,11 @@ check_peer_name(const char *name, uint32_t parent_kind, char *err, size_t errlen
 	return cidr_parse(name, &c, err, errlen);
 }
 
-static const struct conf_stanza_def core_stanzas[] = {
+/* The scope bit of HTTP_Listener (allocated at registration; config.h has none). */
+uint32_t conf_scope_http_listener;
+
+/* Listen's parents get HTTP_Listener's bit at registration: not const. */
+static struct conf_stanza_def core_stanzas[] = {
 	{ "Binding_Group", CONF_SCOPE_BINDING_GROUP, CONF_SCOPE_GLOBAL, CONF_NAME_REQUIRED, 0, NULL, NULL },
 	{ "Binding", CONF_SCOPE_BINDING, CONF_SCOPE_GLOBAL | CONF_SCOPE_BINDING_GROUP,
 	  CONF_NAME_REQUIRED, 0, NULL, NULL },
@@ -614,8 +618,12 @@ static const struct conf_stanza_def core_stanzas[] = {
 	{ "ThreadPool", CONF_SCOPE_THREADPOOL, CONF_SCOPE_GLOBAL, CONF_NAME_REQUIRED, 0, NULL, NULL },
 	{ "ec_logger", CONF_SCOPE_EC_LOGGER, CONF_SCOPE_GLOBAL, CONF_NAME_OPTIONAL, 0, NULL, NULL },
 	{ "ESMTP_Listener", CONF_SCOPE_ESMTP_LISTENER, CONF_SCOPE_GLOBAL, CONF_NAME_OPTIONAL, 0, NULL, NULL },
-	{ "Listen", CONF_SCOPE_LISTEN, CONF_SCOPE_ESMTP_LISTENER, CONF_NAME_REQUIRED, 0, NULL,
-	  check_listen_name },
+	{ "Control_Listener", CONF_SCOPE_CONTROL_LISTENER, CONF_SCOPE_GLOBAL, CONF_NAME_OPTIONAL, 0,
+	  NULL, NULL },
+	{ "HTTP_Listener", 0 /* conf_scope_http_listener */, CONF_SCOPE_GLOBAL, CONF_NAME_OPTIONAL,
+	  0, NULL, NULL },
+	{ "Listen", CONF_SCOPE_LISTEN, CONF_SCOPE_ESMTP_LISTENER | CONF_SCOPE_CONTROL_LISTENER,
+	  CONF_NAME_REQUIRED, 0, NULL, check_listen_name },
 	{ "Peer", CONF_SCOPE_PEER, CONF_SCOPE_ESMTP_LISTENER | CONF_SCOPE_LISTEN, CONF_NAME_REQUIRED, 0,
 	  NULL, check_peer_name },
 	{ "bounce_logger", CONF_SCOPE_BOUNCE_LOGGER, CONF_SCOPE_GLOBAL, CONF_NAME_OPTIONAL, 0, NULL, NULL },
@@ -631,6 +639,14 @@ registry_init_once(void)
 	for (size_t i = 0; i < sizeof(core_options) / sizeof(core_options[0]); i++)
 		if (conf_option_register(core_options[i], err, sizeof(err)) < 0)
 			diag_fatal("core option table: %s", err);
+	if ((conf_scope_http_listener = conf_scope_allocate()) == 0)
+		diag_fatal("core stanza table: no scope bit left for HTTP_Listener");
+	for (size_t i = 0; i < sizeof(core_stanzas) / sizeof(core_stanzas[0]); i++) {
+		if (strcmp(core_stanzas[i].keyword, "HTTP_Listener") == 0)
+			core_stanzas[i].scope = conf_scope_http_listener;
+		if (core_stanzas[i].scope == CONF_SCOPE_LISTEN)
+			core_stanzas[i].parents |= conf_scope_http_listener;
+	}
 	for (size_t i = 0; i < sizeof(core_stanzas) / sizeof(core_stanzas[0]); i++)
 		if (conf_stanza_register(&core_stanzas[i], err, sizeof(err)) < 0)
 			diag_fatal("core stanza table: %s", err);
@@ -650,6 +666,9 @@ const char conf_default_text[] =
 	"ESMTP_Listener {\n"
 	"  Listen \"127.0.0.1:2525\" { }\n"
 	"  Listen \"var/run/submit.sock\" { }   # local submission (impetus-sendmail)\n"
+	"}\n"
+	"Control_Listener {\n"
+	"  Listen \"var/run/control.sock\" { }  # the console (impetusctl)\n"
 	"}\n"
 
 	"ec_logger {\n"

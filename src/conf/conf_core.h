@@ -8,6 +8,7 @@
 #ifndef IMPETUS_CONF_CONF_CORE_H
 #define IMPETUS_CONF_CONF_CORE_H
 
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "conf/conf.h"
@@ -109,6 +110,11 @@ int conf_route_parse(const char *text, struct conf_route *out, char *err, size_t
  * 0, or -1 with a reason. */
 int conf_hostport_parse(const char *text, int default_port, struct sockaddr_storage *ss,
                         char *err, size_t errlen);
+
+/* The scope bit of the HTTP_Listener stanza (HTTP_Listener { Listen "ip:port" { } }),
+ * allocated by conf_registry_init; Control_Listener has CONF_SCOPE_CONTROL_LISTENER.
+ * Listen is allowed in ESMTP_Listener, Control_Listener and HTTP_Listener. */
+extern uint32_t conf_scope_http_listener;
 
 /* conf_default_text: the embedded default configuration. */
 extern const char conf_default_text[];

@@ -36,6 +36,8 @@
 
 #include "conf/conf.h"
 #include "conf/conf_core.h"
+#include "control/control.h"
+#include "metrics/metrics.h"
 #include "dns/dns.h"
 #include "queue/queue.h"
 #include "daemon/pidfile.h"
@@ -77,6 +79,8 @@ static void on_stop(evutil_socket_t sig, short what, void *arg);
 static void on_reload(evutil_socket_t sig, short what, void *arg);
 static void on_reopen(evutil_socket_t sig, short what, void *arg);
 static void on_reclaim(struct timer *t, void *arg);
+static int daemon_install(struct daemon *d, struct conf *fresh, struct conf_errors *errs);
+static int daemon_reload(struct daemon *d, struct conf_errors *errs);
 static char *errors_join(struct conf_errors *errs);
 static void log_modules(const struct module_generation *g);
 static int make_parent_dir(struct daemon *d, const char *path, int slot);
@@ -217,6 +221,8 @@ drop_privileges(const struct conf *c, const struct daemon *d)
 	char err[256];
 	if (listener_set_chown(d->listeners, pw->pw_uid, gid, err, sizeof(err)) < 0)
 		diag_fatal("cannot give the submission socket to user %s: %s", us->s, err);
+	if (control_chown(pw->pw_uid, gid, err, sizeof(err)) < 0)
+		diag_fatal("cannot give the console socket to user %s: %s", us->s, err);
 	if (setgroups(1, &gid) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0)
 		diag_fatal("cannot switch to user %s: %m", us->s);
 	if (setuid(0) == 0)
@@ -265,66 +271,161 @@ log_modules(const struct module_generation *g)
 	strbuf_free(&lines);
 }
 
-static void
-on_reload(evutil_socket_t sig, short what, void *arg)
+/*
+ * daemon_install: install fresh (NULL: load the configuration file again)
+ * as a reload does: restart-only changes refused, the new module generation
+ * started, log writers configured, then the configuration installed, the
+ * hooks committed and the queues told. 0, or -1 with the reasons in errs
+ * (the running generation and modules stay). Takes fresh over.
+ */
+static int
+daemon_install(struct daemon *d, struct conf *fresh, struct conf_errors *errs)
 {
-	struct daemon *d = arg;
-	struct conf_errors errs = { STRBUF_INIT, 0 };
 	struct module_generation *g = NULL;
-	struct conf *old, *fresh;
+	struct conf *old = conf_current();
 
-	const char *name = d->opts->conf_path ? d->opts->conf_path : "<default>";
-
-	old = conf_current();
-	fresh = daemon_load_conf(d->opts, &errs);
+	if (fresh == NULL)
+		fresh = daemon_load_conf(d->opts, errs);
 	/* Restart-only changes first: modules are not reloaded for a refused file. */
-	if (fresh != NULL && listener_set_matches(d->listeners, fresh, &errs) < 0) {
+	if (fresh != NULL && listener_set_matches(d->listeners, fresh, errs) < 0) {
 		conf_unref(fresh);
 		fresh = NULL;
 	}
-	if (fresh != NULL && conf_restart_changes(old, fresh, &errs) > 0) {
+	if (fresh != NULL && conf_restart_changes(old, fresh, errs) > 0) {
 		conf_unref(fresh);
 		fresh = NULL;
 	}
-	if (fresh != NULL && (g = module_generation_start(fresh, d->modules, &errs)) == NULL) {
+	if (fresh != NULL && (g = module_generation_start(fresh, d->modules, errs)) == NULL) {
 		conf_unref(fresh);
 		fresh = NULL;
 	}
 	if (fresh != NULL) {
 		char err[512];
 		if (log_writers_configure(fresh, err, sizeof(err)) < 0) {
-			conf_error(&errs, NULL, "%s", err);
+			conf_error(errs, NULL, "%s", err);
 			module_generation_abort(g);
 			log_writers_collect();
 			conf_unref(fresh);
 			fresh = NULL;
 		}
 	}
-	if (fresh != NULL && conf_try_install(fresh, &errs) < 0) {
+	if (fresh != NULL && conf_try_install(fresh, errs) < 0) {
 		module_generation_abort(g);
 		log_writers_collect();
 		fresh = NULL;
 	}
-	if (fresh == NULL) {
-		char *text = errors_join(&errs);
-		diag_warn("reload refused, keeping generation %llu: %s",
-		          (unsigned long long)old->generation, text);
-		free(text);
-		conf_unref(old);
-		conf_errors_free(&errs);
-		return;
-	}
 	conf_unref(old);
+	if (fresh == NULL)
+		return -1;
 	module_generation_commit(g);
 	log_writers_collect();
 	module_generation_finish(d->modules);
 	d->modules = g;
 	open_paniclog(d, fresh);
-	diag_info("configuration reloaded from %s (generation %llu)", name,
-	          (unsigned long long)fresh->generation);
-	log_modules(g);
-	conf_errors_free(&errs);
 	queue_reload();
+	return 0;
+}
+
+static void
+on_reload(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct conf_errors errs = { STRBUF_INIT, 0 };
+
+	daemon_reload(d, &errs);
+	conf_errors_free(&errs);
+}
+
+/* The SIGHUP path, logged; also "config reload". 0, or -1 with errs. */
+static int
+daemon_reload(struct daemon *d, struct conf_errors *errs)
+{
+	const char *name = d->opts->conf_path ? d->opts->conf_path : "<default>";
+	struct conf *c;
+
+	if (daemon_install(d, NULL, errs) < 0) {
+		struct conf_errors copy = { STRBUF_INIT, 0 };
+		char *text;
+		strbuf_puts(&copy.text, strbuf_cstr(&errs->text));
+		text = errors_join(&copy);
+		c = conf_current();
+		diag_warn("reload refused, keeping generation %llu: %s",
+		          (unsigned long long)c->generation, text);
+		conf_unref(c);
+		free(text);
+		conf_errors_free(&copy);
+		return -1;
+	}
+	c = conf_current();
+	diag_info("configuration reloaded from %s (generation %llu)", name,
+	          (unsigned long long)c->generation);
+	conf_unref(c);
+	log_modules(d->modules);
+	return 0;
+}
+
+/* ------------------------------------------------------------ console */
+
+static int
+ctl_reload(void *arg, struct strbuf *out)
+{
+	struct conf_errors errs = { STRBUF_INIT, 0 };
+	int rc = daemon_reload(arg, &errs);
+
+	if (rc < 0) {
+		char *text = errors_join(&errs);
+		strbuf_puts(out, text);
+		free(text);
+	}
+	conf_errors_free(&errs);
+	return rc;
+}
+
+static int
+ctl_install(void *arg, struct conf *fresh, struct strbuf *out)
+{
+	struct daemon *d = arg;
+	struct conf_errors errs = { STRBUF_INIT, 0 };
+	struct conf *c;
+
+	if (daemon_install(d, fresh, &errs) < 0) {
+		char *text = errors_join(&errs);
+		diag_warn("console: configuration change refused: %s", text);
+		strbuf_puts(out, text);
+		free(text);
+		conf_errors_free(&errs);
+		return -1;
+	}
+	conf_errors_free(&errs);
+	c = conf_current();
+	diag_info("configuration changed from the console (generation %llu)",
+	          (unsigned long long)c->generation);
+	conf_unref(c);
+	log_modules(d->modules);
+	return 0;
+}
+
+static void
+ctl_reopen(void *arg)
+{
+	on_reopen(SIGUSR1, 0, arg);
+}
+
+static void
+ctl_shutdown(void *arg)
+{
+	struct daemon *d = arg;
+
+	diag_info("console: shutdown requested: stopping");
+	loop_main_break(d->main_loop);
+}
+
+static const struct module_generation *
+ctl_modules(void *arg)
+{
+	struct daemon *d = arg;
+
+	return d->modules;
 }
 
 static void
@@ -401,6 +502,8 @@ daemon_run(const struct daemon_options *opts, struct conf *conf)
 		nloops = 1;
 	if ((d.listeners = listener_set_bind(conf, nloops, err, sizeof(err))) == NULL)
 		diag_fatal("cannot listen: %s", err);
+	if (control_bind(conf, err, sizeof(err)) < 0)
+		diag_fatal("cannot listen for the console: %s", err);
 	/* Sockets are bound above this line; from here on, no root. */
 	drop_privileges(conf, &d);
 
@@ -462,6 +565,22 @@ daemon_run(const struct daemon_options *opts, struct conf *conf)
 	spool_scan(d.spool, d.main_loop, on_spool_batch, on_spool_scanned, &d);
 	if (listener_set_start(d.listeners, d.loops, d.spool, err, sizeof(err)) < 0)
 		diag_fatal("cannot accept: %s", err);
+	{
+		const struct control_ops ops = {
+			.arg = &d, .reload = ctl_reload, .install = ctl_install, .reopen = ctl_reopen,
+			.shutdown = ctl_shutdown, .modules = ctl_modules,
+		};
+		if (control_start(d.main_loop, &ops, err, sizeof(err)) < 0)
+			diag_fatal("cannot start the console: %s", err);
+	}
+	/* HTTP_Listener: /metrics and /health, one server per Listen. */
+	{
+		const struct conf_scope *hl, *ln;
+		for (size_t i = 0; (hl = conf_scope_child(conf->global, conf_scope_http_listener, i)); i++)
+			for (size_t j = 0; (ln = conf_scope_child(hl, CONF_SCOPE_LISTEN, j)); j++)
+				if (metrics_start(d.main_loop, ln->name, err, sizeof(err)) < 0)
+					diag_fatal("cannot serve metrics on %s: %s", ln->name, err);
+	}
 
 	diag_info("impetusd %s started: pid %ld, configuration %s (generation %llu), "
 	          "%d event loops, %d IO threads, spool %s",
@@ -471,6 +590,9 @@ daemon_run(const struct daemon_options *opts, struct conf *conf)
 
 	loop_main_run(d.main_loop);
 
+	/* The console first: no verb may reach the queues while they stop. */
+	control_stop();
+	metrics_stop();
 	/* Stop accepting and end sessions (each loop does its own, and we wait
 	 * for it) before the pool stops: no commit can be submitted after. */
 	listener_set_stop(d.listeners);

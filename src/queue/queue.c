@@ -448,7 +448,7 @@ static char *
 rcpt_domain(const char *rcpt)
 {
 	const char *at = strrchr(rcpt, '@');
-	char *d = xstrdup(at != NULL ? at + 1 : "");
+	char *d = xstrdup(at != NULL ? at + 1 : rcpt);   /* a bare domain stays whole */
 
 	for (char *p = d; *p != '\0'; p++)
 		if (*p >= 'A' && *p <= 'Z')

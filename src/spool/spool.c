@@ -5,6 +5,7 @@
  *   spool_open / spool_close     create or open the folders; free
  *   spool_id_new                 a unique id (time, per-open nonce, counter)
  *   spool_stats / spool_set_fault  counters; test hook for failures
+ *   spool_sync_histogram / _observe  the group commit's sync latency (process-wide, atomic)
  *   spool_batch_new / _free      a submission being built
  *   spool_batch_set_* / _add_rcpt / _append   envelope, recipients, body
  *   spool_batch_commit           write + group commit, callback on the origin loop
@@ -41,6 +42,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +115,14 @@ struct spool_batch {
 	int committing;                 /* commit in flight */
 };
 
+const uint64_t spool_sync_bucket_us[SPOOL_SYNC_BUCKETS] = {
+	50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,
+	500000, 1000000, 2500000, 10000000,
+};
+static _Atomic uint64_t sync_bucket[SPOOL_SYNC_BUCKETS + 1]; /* syncs per bucket, process-wide */
+static _Atomic uint64_t sync_sum_us;                         /* µs spent in those syncs */
+
+static uint64_t elapsed_us(const struct timespec *from, const struct timespec *to);
 static int spool_mkdirs(const char *dir);
 static void spool_close_fds(struct spool *sp);
 static int copy_opt(char **dst, const char *src, int allow_empty);
@@ -323,6 +333,33 @@ spool_stats(struct spool *sp, struct spool_stats *out)
 	pthread_mutex_lock(&sp->lock);
 	*out = sp->stats;
 	pthread_mutex_unlock(&sp->lock);
+}
+
+void
+spool_sync_observe(uint64_t us)
+{
+	size_t i = 0;
+
+	while (i < SPOOL_SYNC_BUCKETS && us > spool_sync_bucket_us[i])
+		i++;
+	atomic_fetch_add_explicit(&sync_bucket[i], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&sync_sum_us, us, memory_order_relaxed);
+}
+
+void
+spool_sync_histogram(struct spool_sync_histogram *out)
+{
+	for (size_t i = 0; i <= SPOOL_SYNC_BUCKETS; i++)
+		out->bucket[i] = atomic_load_explicit(&sync_bucket[i], memory_order_relaxed);
+	out->sum_us = atomic_load_explicit(&sync_sum_us, memory_order_relaxed);
+}
+
+static uint64_t
+elapsed_us(const struct timespec *from, const struct timespec *to)
+{
+	int64_t ns = (int64_t)(to->tv_sec - from->tv_sec) * 1000000000 + (to->tv_nsec - from->tv_nsec);
+
+	return ns > 0 ? (uint64_t)ns / 1000 : 0;
 }
 
 void
@@ -837,8 +874,15 @@ group_lead(struct spool *sp)
 		pthread_mutex_unlock(&sp->lock);
 
 		err = fault_of(sp, SPOOL_FAULT_SYNC);
-		if (err == 0 && syncfs(sp->base_fd) < 0)
-			err = errno;
+		if (err == 0) {
+			struct timespec t0, t1;
+
+			clock_gettime(CLOCK_MONOTONIC, &t0);
+			if (syncfs(sp->base_fd) < 0)
+				err = errno;
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			spool_sync_observe(elapsed_us(&t0, &t1));
+		}
 
 		/* prev: renamed after the last sync; this one made the names durable. */
 		for (op = prev; op != NULL; op = next) {

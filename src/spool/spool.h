@@ -17,7 +17,8 @@
  * Everything else is for event-loop threads and never blocks: the disk work
  * runs on the struct tpool given to spool_open and callbacks come back on
  * the loop named by the caller. A batch belongs to one loop at a time.
- * spool_stats and spool_set_fault may be called from any thread.
+ * spool_stats, spool_sync_histogram and spool_set_fault may be called from
+ * any thread.
  * spool_body_read and spool_walk block: pool threads and tools only.
  *
  * Ownership: the caller owns a batch and frees it with spool_batch_free,
@@ -127,6 +128,21 @@ struct spool_stats {
 	uint64_t removed;               /* batch files removed (all recipients done) */
 };
 
+/*
+ * The group commit's sync latency, process-wide (every spool of the
+ * process): one count per syncfs issued by a group commit (the syncs of
+ * struct spool_stats, less those an injected SPOOL_FAULT_SYNC replaced), in
+ * the first bucket whose bound it does not exceed.
+ */
+#define SPOOL_SYNC_BUCKETS 16
+/* spool_sync_bucket_us[i]: the upper bound of bucket i, in microseconds (ascending). */
+extern const uint64_t spool_sync_bucket_us[SPOOL_SYNC_BUCKETS];
+struct spool_sync_histogram {
+	/* syncs per bucket, not cumulative; [SPOOL_SYNC_BUCKETS]: over the last bound */
+	uint64_t bucket[SPOOL_SYNC_BUCKETS + 1];
+	uint64_t sum_us;                /* total time spent in those syncs, microseconds */
+};
+
 /* spool_scan_result: what a scan found. */
 struct spool_scan_result {
 	uint64_t batches;               /* batches handed to each_cb */
@@ -173,6 +189,11 @@ const char *spool_base(const struct spool *sp);
 void spool_id_new(struct spool *sp, char *out);
 /* spool_stats: copy the counters (thread-safe). */
 void spool_stats(struct spool *sp, struct spool_stats *out);
+/* spool_sync_histogram: copy the sync latency histogram (thread-safe, relaxed:
+ * sum_us may lag the buckets by a sync in progress). */
+void spool_sync_histogram(struct spool_sync_histogram *out);
+/* spool_sync_observe: count one sync of us microseconds (the group commit; tests). */
+void spool_sync_observe(uint64_t us);
 /* spool_set_fault: make operations of kind fail with err (0 clears). */
 void spool_set_fault(struct spool *sp, enum spool_fault kind, int err);
 

@@ -320,6 +320,12 @@ struct conf_option conf_opt_tls_verify = {
 	.help = "outbound certificate check: no, ca (chain), host (chain and MX name)",
 };
 
+struct conf_option conf_opt_metrics_domain_labels = {
+	.name = "Metrics_Domain_Labels", .type = CONF_T_INT, .def = "100",
+	.scopes = CONF_SCOPE_GLOBAL, .min = 0, .max = 100000,
+	.help = "most domains given their own labels in /metrics (the busiest; the rest sum under _other)",
+};
+
 static int
 check_max_retries(const char *value, char *err, size_t errlen)
 {
@@ -582,6 +588,7 @@ static struct conf_option *const core_options[] = {
 	&conf_opt_body_timeout,
 	&conf_opt_tls,
 	&conf_opt_tls_verify,
+	&conf_opt_metrics_domain_labels,
 };
 
 /* A Listen name: "address:port", or a Unix socket path (listen_addr_is_unix). */

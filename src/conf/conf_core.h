@@ -97,6 +97,7 @@ extern struct conf_option conf_opt_data_timeout;
 extern struct conf_option conf_opt_body_timeout;
 extern struct conf_option conf_opt_tls;
 extern struct conf_option conf_opt_tls_verify;
+extern struct conf_option conf_opt_metrics_domain_labels;
 
 /* A next hop of Routes / Gateway: "smtp://host[:port][?port=P&pref=N]" or "host[:port]". */
 struct conf_route {

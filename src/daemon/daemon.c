@@ -322,6 +322,7 @@ daemon_install(struct daemon *d, struct conf *fresh, struct conf_errors *errs)
 	module_generation_finish(d->modules);
 	d->modules = g;
 	open_paniclog(d, fresh);
+	metrics_set_label_cap((int)conf_global(fresh, &conf_opt_metrics_domain_labels)->i);
 	queue_reload();
 	return 0;
 }
@@ -574,6 +575,7 @@ daemon_run(const struct daemon_options *opts, struct conf *conf)
 			diag_fatal("cannot start the console: %s", err);
 	}
 	/* HTTP_Listener: /metrics and /health, one server per Listen. */
+	metrics_set_label_cap((int)conf_global(conf, &conf_opt_metrics_domain_labels)->i);
 	{
 		const struct conf_scope *hl, *ln;
 		for (size_t i = 0; (hl = conf_scope_child(conf->global, conf_scope_http_listener, i)); i++)

@@ -32,6 +32,7 @@ struct dns_query;
 struct dns_resolver;
 struct loop;
 struct oconn;
+struct qmsg;
 struct timer;
 struct tpool;
 
@@ -39,6 +40,7 @@ struct tpool;
 
 struct qbody {
 	atomic_int refs;                    /* qmsgs and jobs holding it */
+	atomic_uint pending;                /* recipients queued and not yet done */
 	char batch_id[SPOOL_ID_LEN];        /* the spool file */
 	char *mail_from;                    /* reverse path, "" = null */
 	char *envid;                        /* DSN ENVID or NULL */
@@ -55,6 +57,9 @@ struct qbody {
 	struct qload *loading;              /* a load in flight, or NULL */
 };
 
+/* qmsg_spool_done: record in the spool that m is finished (the last
+ * recipient of its batch removes the file without reading it). */
+void qmsg_spool_done(struct qmsg *m, struct loop *origin);
 /* qbody_unref: drop a reference; the last frees it. */
 void qbody_unref(struct qbody *b);
 struct qbody *qbody_ref(struct qbody *b);

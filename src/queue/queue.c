@@ -543,6 +543,7 @@ queue_submit(struct spool_batch *b)
 	}
 	body->protocol = body->conn_id != 0 ? "esmtp" : "local";
 	body->data_users = (unsigned)n;
+	atomic_init(&body->pending, (unsigned)n);
 	for (size_t i = 0; i < n; i++) {
 		struct qmsg *m = xcalloc(1, sizeof(*m));
 		const char *binding;
@@ -593,6 +594,7 @@ queue_restore(const struct spool_batch_info *info)
 	body->size = info->body_len;
 	body->protocol = info->conn_id != 0 ? "esmtp" : "local";
 	memcpy(&body->peer, &info->peer, sizeof(body->peer));
+	atomic_init(&body->pending, (unsigned)info->nrcpt);
 	for (size_t i = 0; i < info->nrcpt; i++) {
 		const struct spool_rcpt_info *ri = &info->rcpts[i];
 		struct qmsg *m = xcalloc(1, sizeof(*m));

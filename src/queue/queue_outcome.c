@@ -45,6 +45,16 @@ spool_written(int err, void *arg)
 		diag_warn("queue: cannot record a delivery outcome in the spool: %s", strerror(err));
 }
 
+void
+qmsg_spool_done(struct qmsg *m, struct loop *origin)
+{
+	unsigned left = atomic_fetch_sub(&m->body->pending, 1);
+
+	spool_rcpt_done_ex(queue_spool(), m->body->batch_id, m->index,
+	                   left == 1 ? SPOOL_DONE_LAST : SPOOL_DONE_NOCHECK, origin,
+	                   spool_written, NULL);
+}
+
 static void
 view_attempt(struct ec_message *v, const struct qmsg *m, const struct sockaddr *remote, int stage)
 {
@@ -69,7 +79,7 @@ qmsg_delivered(struct qmsg *m, const struct sockaddr *remote, const char *reply)
 	domain_unlink(d, m);
 	d->delivered++;
 	QC_ADD(delivered, 1);
-	spool_rcpt_done(queue_spool(), m->body->batch_id, m->index, d->ql->loop, spool_written, NULL);
+	qmsg_spool_done(m, d->ql->loop);
 	qmsg_free(m);
 }
 
@@ -151,8 +161,7 @@ bounce_stored(void *arg)
 	for (size_t i = 0; i < w->n; i++) {
 		struct qmsg *m = w->msgs[i];
 		if (!w->ql->stopping)
-			spool_rcpt_done(queue_spool(), m->body->batch_id, m->index, w->ql->loop,
-			                spool_written, NULL);
+			qmsg_spool_done(m, w->ql->loop);
 		qmsg_free(m);
 	}
 	free(w->msgs);

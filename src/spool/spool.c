@@ -79,6 +79,7 @@ struct spool_op {
 	unsigned index;                 /* update / done: the recipient */
 	struct spool_rcpt_state st;     /* update: the state (binding owned) */
 	int removed;                    /* done: the batch file was removed */
+	unsigned done_flags;            /* done: SPOOL_DONE_* */
 	uint64_t bytes;                 /* bytes written */
 	struct spool_batch *batch;      /* commit: the batch */
 	spool_commit_fn commit_cb;      /* commit: callback */
@@ -1019,9 +1020,17 @@ void
 spool_rcpt_done(struct spool *sp, const char *batch_id, unsigned rcpt_index,
     struct loop *origin, spool_done_fn cb, void *arg)
 {
+	spool_rcpt_done_ex(sp, batch_id, rcpt_index, 0, origin, cb, arg);
+}
+
+void
+spool_rcpt_done_ex(struct spool *sp, const char *batch_id, unsigned rcpt_index, unsigned flags,
+    struct loop *origin, spool_done_fn cb, void *arg)
+{
 	struct spool_op *op = state_op_new(sp, SPOOL_OP_DONE, batch_id, rcpt_index, origin, cb, arg);
 
 	IMP_ASSERT(origin != NULL);
+	op->done_flags = flags;
 	op->st.flags = SPOOL_STATE_DONE;
 	if (!spool_id_valid(batch_id)) {
 		pthread_mutex_lock(&sp->lock);
@@ -1101,14 +1110,31 @@ done_work(void *arg)
 	int fd, err = 0, st;
 	size_t i, ndone = 0;
 
+	if (op->done_flags & SPOOL_DONE_LAST) {
+		/* The caller knows every other recipient is done: remove, no parse. */
+		if (unlinkat(dirfd, op->id, 0) == 0)
+			op->removed = 1;
+		else if (errno != ENOENT) {
+			op_fail_early(op, errno);
+			return;
+		}
+		group_join(op);
+		return;
+	}
 	fd = openat(dirfd, op->id, O_RDWR | O_APPEND | O_CLOEXEC);
 	if (fd < 0) {
+		if (errno == ENOENT && (op->done_flags & SPOOL_DONE_NOCHECK)) {
+			group_join(op);     /* removed by the last recipient already */
+			return;
+		}
 		op_fail_early(op, errno);
 		return;
 	}
 	if (state_append(op, fd) < 0)
 		err = errno;
-	else if ((st = spool_file_load(fd, 0, &info, why, sizeof(why))) == SPOOL_LOAD_IOERR)
+	else if (op->done_flags & SPOOL_DONE_NOCHECK) {
+		/* not the last: nothing to count */
+	} else if ((st = spool_file_load(fd, 0, &info, why, sizeof(why))) == SPOOL_LOAD_IOERR)
 		err = errno;
 	else if (st == SPOOL_PARSE_BAD)
 		err = EIO;

@@ -276,6 +276,18 @@ void spool_rcpt_done(struct spool *sp, const char *batch_id, unsigned rcpt_index
     struct loop *origin, spool_done_fn cb, void *arg);
 
 /*
+ * spool_rcpt_done_ex: spool_rcpt_done with hints from a caller that tracks
+ * its batches: SPOOL_DONE_LAST says every other recipient is already done
+ * (the file is removed, nothing appended or read); SPOOL_DONE_NOCHECK says
+ * some other recipient is not (the record is appended, the file not read
+ * back; a file already removed counts as done).
+ */
+#define SPOOL_DONE_LAST    0x01u
+#define SPOOL_DONE_NOCHECK 0x02u
+void spool_rcpt_done_ex(struct spool *sp, const char *batch_id, unsigned rcpt_index,
+    unsigned flags, struct loop *origin, spool_done_fn cb, void *arg);
+
+/*
  * spool_scan: read the spool back on the io pool (without blocking origin):
  * each batch with a recipient not done goes to each_cb on origin (its rcpts
  * list only the recipients not done, with their states), in chunks of a few

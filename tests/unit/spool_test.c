@@ -627,6 +627,24 @@ test_update_done(void)
 	}
 	CHECK(stat(path, &sb) < 0 && errno == ENOENT, "%s still there after 8 dones", path);
 	CHECK_INT(count_files(), 0, "files left");
+
+	/* Hints from the queue: NOCHECK appends only, LAST removes without reading,
+	 * and a NOCHECK done that comes after the removal still succeeds. */
+	b = simple_batch(sp, 3, 100);
+	snprintf(id, sizeof(id), "%s", spool_batch_id(b));
+	CHECK_INT(commit_one(sp, b), 0, "commit for the hinted dones");
+	spool_batch_free(b);
+	batch_path(id, path, sizeof(path));
+	spool_rcpt_done_ex(sp, id, 0, SPOOL_DONE_NOCHECK, main_loop, state_cb, NULL);
+	CHECK_INT(state_wait(), 0, "done 0 (NOCHECK)");
+	CHECK(stat(path, &sb) == 0, "%s removed by a NOCHECK done", path);
+	spool_rcpt_done_ex(sp, id, 2, SPOOL_DONE_LAST, main_loop, state_cb, NULL);
+	CHECK_INT(state_wait(), 0, "done 2 (LAST)");
+	CHECK(stat(path, &sb) < 0 && errno == ENOENT, "%s still there after a LAST done", path);
+	spool_rcpt_done_ex(sp, id, 1, SPOOL_DONE_NOCHECK, main_loop, state_cb, NULL);
+	CHECK_INT(state_wait(), 0, "a NOCHECK done after the removal");
+	spool_rcpt_done_ex(sp, id, 1, SPOOL_DONE_LAST, main_loop, state_cb, NULL);
+	CHECK_INT(state_wait(), 0, "a LAST done of a removed batch");
 	spool_close(sp);
 	spool_close(sp2);
 	env_teardown();

@@ -40,6 +40,7 @@
  */
 #include "spool/spool.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -141,6 +142,9 @@ static int ts_before(const struct timespec *a, const struct timespec *b);
 static void op_finish(struct spool_op *op, int err);
 static void op_callback(void *arg);
 static int rename_noreplace(int dirfd, const char *from, const char *to);
+static void free_pool_clear(struct spool *sp);
+static int spool_file_remove(struct spool *sp, int dirfd, const char *id);
+static int spool_file_create(struct spool *sp, int dirfd, const char *name, int *reused);
 static int fault_of(struct spool *sp, enum spool_fault kind);
 static void op_submit(struct spool_op *op, tpool_fn work);
 static struct spool_op *state_op_new(struct spool *sp, enum spool_op_kind kind,
@@ -189,6 +193,7 @@ spool_open(const char *base, struct tpool *io, char *err, size_t errlen)
 	sp->base = xstrdup(base);
 	sp->io = io;
 	sp->quarantine_fd = -1;
+	sp->free_fd = -1;
 	for (i = 0; i < SPOOL_FOLDERS; i++)
 		sp->folder_fd[i] = -1;
 	sp->base_fd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -217,6 +222,12 @@ spool_open(const char *base, struct tpool *io, char *err, size_t errlen)
 		else
 			sp->quarantine_fd = fd;
 	}
+	if ((mkdirat(sp->base_fd, SPOOL_FREE, 0750) < 0 && errno != EEXIST) ||
+	    (sp->free_fd = openat(sp->base_fd, SPOOL_FREE, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		snprintf(err, errlen, "cannot open %s/%s: %s", base, SPOOL_FREE, strerror(errno));
+		goto fail;
+	}
+	free_pool_clear(sp);
 	if (access(base, W_OK) < 0) {
 		snprintf(err, errlen, "spool %s is not writable: %s", base, strerror(errno));
 		goto fail;
@@ -236,6 +247,8 @@ spool_open(const char *base, struct tpool *io, char *err, size_t errlen)
 	for (i = 0; i < SPOOL_FAULT_COUNT; i++)
 		atomic_init(&sp->fault[i], 0);
 	pthread_mutex_init(&sp->lock, NULL);
+	pthread_mutex_init(&sp->free_lock, NULL);
+	sp->free_names = xcalloc(SPOOL_FREE_MAX, sizeof(*sp->free_names));
 	pthread_cond_init(&sp->joined, NULL);
 	sp->waiting_tail = &sp->waiting;
 	return sp;
@@ -256,6 +269,8 @@ spool_close_fds(struct spool *sp)
 			close(sp->folder_fd[i]);
 	if (sp->quarantine_fd >= 0)
 		close(sp->quarantine_fd);
+	if (sp->free_fd >= 0)
+		close(sp->free_fd);
 	if (sp->base_fd >= 0)
 		close(sp->base_fd);
 }
@@ -281,8 +296,102 @@ spool_close(struct spool *sp)
 	spool_close_fds(sp);
 	pthread_cond_destroy(&sp->joined);
 	pthread_mutex_destroy(&sp->lock);
+	pthread_mutex_destroy(&sp->free_lock);
+	free(sp->free_names);
 	free(sp->base);
 	free(sp);
+}
+
+/*
+ * The free pool. Creating a file and removing another for every message
+ * makes the file system allocate and free an inode each time, which on
+ * ext4 is the largest cost of the spool (inode bitmap scans that skip
+ * recently freed inodes). A removed batch file is instead renamed into
+ * free/ and a new batch takes one from there and overwrites it. Files in
+ * free/ mean nothing: they are removed at spool_open, and a crash between
+ * the moves leaves at worst a temp file, which the scan removes.
+ */
+static void
+free_pool_clear(struct spool *sp)
+{
+	int fd = dup(sp->free_fd);
+	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+
+	if (dir == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(dir)) != NULL)
+		if (de->d_name[0] != '.')
+			unlinkat(sp->free_fd, de->d_name, 0);
+	closedir(dir);
+}
+
+/* spool_file_remove: remove batch file id of dirfd (into the free pool when it has room). */
+static int
+spool_file_remove(struct spool *sp, int dirfd, const char *id)
+{
+	char fname[16];
+	uint32_t n = 0;
+	int pooled = 0;
+
+	pthread_mutex_lock(&sp->free_lock);
+	if (sp->nfree < SPOOL_FREE_MAX) {
+		n = sp->free_next++;
+		pooled = 1;
+	}
+	pthread_mutex_unlock(&sp->free_lock);
+	if (pooled) {
+		snprintf(fname, sizeof(fname), "f%08x", (unsigned)n);
+		if (renameat(dirfd, id, sp->free_fd, fname) == 0) {
+			pthread_mutex_lock(&sp->free_lock);
+			if (sp->nfree < SPOOL_FREE_MAX) {
+				sp->free_names[sp->nfree++] = n;
+				n = UINT32_MAX;
+			}
+			pthread_mutex_unlock(&sp->free_lock);
+			if (n != UINT32_MAX)
+				unlinkat(sp->free_fd, fname, 0);  /* the pool filled meanwhile */
+			return 0;
+		}
+		if (errno == ENOENT)
+			return -1;
+	}
+	return unlinkat(dirfd, id, 0);
+}
+
+/* spool_file_create: open a new file name of dirfd for writing: a file of
+ * the free pool renamed there, else a fresh one. *reused says which. */
+static int
+spool_file_create(struct spool *sp, int dirfd, const char *name, int *reused)
+{
+	char fname[16];
+	uint32_t n = 0;
+	int have = 0, fd;
+
+	*reused = 0;
+	pthread_mutex_lock(&sp->free_lock);
+	if (sp->nfree > 0) {
+		n = sp->free_names[--sp->nfree];
+		have = 1;
+	}
+	pthread_mutex_unlock(&sp->free_lock);
+	if (have) {
+		snprintf(fname, sizeof(fname), "f%08x", (unsigned)n);
+		if (renameat2(sp->free_fd, fname, dirfd, name, RENAME_NOREPLACE) == 0) {
+			fd = openat(dirfd, name, O_WRONLY | O_CLOEXEC);
+			if (fd >= 0) {
+				*reused = 1;
+				return fd;
+			}
+			unlinkat(dirfd, name, 0);
+		} else {
+			unlinkat(sp->free_fd, fname, 0);
+		}
+	}
+	return openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
 }
 
 const char *
@@ -731,7 +840,7 @@ commit_work(void *arg)
 	uint8_t head[SPOOL_BODY_OFF];
 	char tmp[SPOOL_ID_LEN + sizeof(SPOOL_TMP_SUFFIX)];
 	struct iovec iov[3];
-	int fd, err = 0, fault = fault_of(sp, SPOOL_FAULT_WRITE);
+	int fd, err = 0, reused, fault = fault_of(sp, SPOOL_FAULT_WRITE);
 
 	batch_encode_meta(b, &meta);
 	spool_record_head(head, b->body.len, spool_crc32c(0, b->body.data, b->body.len));
@@ -742,7 +851,7 @@ commit_work(void *arg)
 	iov[2].iov_base = meta.data;
 	iov[2].iov_len = meta.len;
 	snprintf(tmp, sizeof(tmp), "%s%s", b->id, SPOOL_TMP_SUFFIX);
-	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	fd = spool_file_create(sp, dirfd, tmp, &reused);
 	if (fd < 0) {
 		err = errno;
 		goto out;
@@ -754,6 +863,8 @@ commit_work(void *arg)
 		err = fault;
 	} else if (write_all(fd, iov, 3, &op->bytes) < 0)
 		err = errno;
+	else if (reused && ftruncate(fd, (off_t)op->bytes) < 0)
+		err = errno;        /* a reused file: drop what the old batch left past ours */
 	if (close(fd) < 0 && err == 0)
 		err = errno;
 	if (err != 0)
@@ -1112,7 +1223,7 @@ done_work(void *arg)
 
 	if (op->done_flags & SPOOL_DONE_LAST) {
 		/* The caller knows every other recipient is done: remove, no parse. */
-		if (unlinkat(dirfd, op->id, 0) == 0)
+		if (spool_file_remove(op->sp, dirfd, op->id) == 0)
 			op->removed = 1;
 		else if (errno != ENOENT) {
 			op_fail_early(op, errno);
@@ -1144,7 +1255,7 @@ done_work(void *arg)
 		for (i = 0; i < info->nrcpt_total; i++)
 			ndone += (info->rcpts[i].state.flags & SPOOL_STATE_DONE) != 0;
 		if (ndone == info->nrcpt_total) {
-			if (unlinkat(dirfd, op->id, 0) == 0)
+			if (spool_file_remove(op->sp, dirfd, op->id) == 0)
 				op->removed = 1;
 			else if (errno != ENOENT)
 				err = errno;

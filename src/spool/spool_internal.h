@@ -15,6 +15,8 @@
 #define SPOOL_FOLDERS     256           /* hashed folders 00 .. ff */
 #define SPOOL_TMP_SUFFIX  ".tmp"        /* a batch file being written */
 #define SPOOL_QUARANTINE  "quarantine"
+#define SPOOL_FREE        "free"        /* removed batch files kept for reuse */
+#define SPOOL_FREE_MAX    1024          /* files kept there at most */
 #define SPOOL_LOAD_IOERR  (-2)          /* spool_file_load: read failed, errno set */
 #define SPOOL_FILE_MAX    ((uint64_t)1 << 32)  /* largest batch file read back */
 
@@ -25,6 +27,11 @@ struct spool {
 	int base_fd;                    /* open base directory: syncfs target */
 	int folder_fd[SPOOL_FOLDERS];   /* open hashed folders */
 	int quarantine_fd;              /* open quarantine/ folder */
+	int free_fd;                    /* open free/ folder */
+	pthread_mutex_t free_lock;      /* guards the free pool */
+	uint32_t *free_names;           /* numbers of the files in free/ ("f%08x") */
+	size_t nfree;                   /* entries in free_names */
+	uint32_t free_next;             /* the next number to give a file */
 	struct tpool *io;               /* runs every disk operation, not owned */
 	atomic_int stopping;            /* spool_stop: no new pool work is started */
 	uint32_t nonce;                 /* random, per spool_open: ids' middle part */

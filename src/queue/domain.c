@@ -36,6 +36,7 @@
 #define MAINT_MOVE_MAX 20000            /* delayed -> active moves per run */
 #define MAINT_WAIT_MS 1000              /* re-run while active mail waits for hosts */
 #define MAINT_SCAN_MS 15000             /* delayed_queue_scan_interval */
+#define DOMAIN_RESIDENT_ACTIVE 256      /* max_resident_active_queue: bodies kept per active queue */
 
 static void maintain(struct timer *t, void *arg);
 static void heap_push(struct domain *d, struct qmsg *m);
@@ -436,6 +437,10 @@ domain_active_push(struct domain *d, struct qmsg *m, int front)
 		TAILQ_INSERT_TAIL(&b->active, m, u.link);
 	b->nactive++;
 	QC_ADD(active, 1);
+	/* Deep in a long queue (a suspended binding, a slow domain) the body
+	 * goes back to the spool; a session reads it again when it gets there. */
+	if (!front && b->nactive > DOMAIN_RESIDENT_ACTIVE)
+		qmsg_data_release(m);
 }
 
 void

@@ -6,5 +6,5 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/deps.sh" run
 cmake -S "$root" -B "$root/build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMPETUS_INTEGRATION=OFF >/dev/null
-ninja -C "$root/build" impetusd impetus-sendmail impetus-spool
+ninja -C "$root/build" impetusd impetus-sendmail impetus-spool impetusctl
 exec "$root/build/impetusd" "$@"

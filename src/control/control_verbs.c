@@ -34,6 +34,7 @@
 #include "event/loop.h"
 #include "lib/xalloc.h"
 #include "module/module.h"
+#include "listener/listener.h"
 #include "queue/queue.h"
 #include "queue/queue_console.h"
 
@@ -184,6 +185,12 @@ verb_summary(struct control_cmd *cmd, int argc, char **argv)
 	duration_text(up, text, sizeof(text));
 	strbuf_printf(o, "Version: impetusd %s\n", IMPETUS_VERSION);
 	strbuf_printf(o, "Uptime: %lld s (%s)\n", (long long)up, text);
+	{
+		struct listener_stats ls;
+		listener_stats(&ls);
+		strbuf_printf(o, "Inbound connections: %" PRIu64 " (%" PRIu64 " since start)\n",
+		              ls.sessions_open, ls.sessions_total);
+	}
 	strbuf_printf(o, "Outbound connections: %" PRIu64 "\n", st.conns);
 	strbuf_printf(o, "Active domains: %" PRIu64 "\n", st.domains);
 	strbuf_printf(o, "Active queue: %" PRIu64 "\n", st.active);

@@ -26,6 +26,8 @@
 #ifndef IMPETUS_LISTENER_LISTENER_H
 #define IMPETUS_LISTENER_LISTENER_H
 
+#include <stdint.h>
+
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -57,6 +59,14 @@ void listener_set_stop(struct listener_set *ls);
 /* listener_set_free: close the sockets (after the loops have stopped) and
  * remove the Unix socket files this set created. */
 void listener_set_free(struct listener_set *ls);
+
+/* Inbound SMTP sessions of the process: open now, and accepted since start
+ * (any thread; approximate while loops run). */
+struct listener_stats {
+	uint64_t sessions_open;             /* sessions running now */
+	uint64_t sessions_total;            /* sessions started since the process began */
+};
+void listener_stats(struct listener_stats *out);
 /* listener_set_count: addresses listened on. */
 size_t listener_set_count(const struct listener_set *ls);
 /* listener_set_matches: 0 when c has the same Listen addresses; else -1 with

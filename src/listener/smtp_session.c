@@ -39,6 +39,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -63,6 +64,7 @@
 #include "lib/netaddr.h"
 #include "lib/strbuf.h"
 #include "lib/xalloc.h"
+#include "listener/listener.h"
 #include "listener/listener_internal.h"
 #include "listener/smtp_auth.h"
 #include "listener/smtp_parse.h"
@@ -399,6 +401,15 @@ socket_output_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 
 /* ------------------------------------------------------------ lifecycle */
 
+static atomic_uint_fast64_t sessions_open, sessions_total;
+
+void
+listener_stats(struct listener_stats *out)
+{
+	out->sessions_open = atomic_load_explicit(&sessions_open, memory_order_relaxed);
+	out->sessions_total = atomic_load_explicit(&sessions_total, memory_order_relaxed);
+}
+
 void
 smtp_session_start(struct listen_sock *ls, struct loop *l, int fd, const struct sockaddr *peer,
                    int peerlen)
@@ -406,6 +417,9 @@ smtp_session_start(struct listen_sock *ls, struct loop *l, int fd, const struct 
 	struct smtp_session *s = xcalloc(1, sizeof(*s));
 	struct conf *c = conf_current();
 	const struct conf_scope *listener = NULL, *listen = NULL, *el, *lsn, *scope;
+
+	atomic_fetch_add_explicit(&sessions_open, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&sessions_total, 1, memory_order_relaxed);
 	socklen_t llen = sizeof(s->ac.local);
 	struct timeval idle;
 
@@ -437,6 +451,7 @@ smtp_session_start(struct listen_sock *ls, struct loop *l, int fd, const struct 
 		smtp_auth_users_unref(s->set.users);
 		conf_unref(c);
 		free(s);
+		atomic_fetch_sub_explicit(&sessions_open, 1, memory_order_relaxed);
 		return;
 	}
 	bufferevent_setcb(s->bev, session_read, session_write, session_event, s);
@@ -498,6 +513,7 @@ session_free(struct smtp_session *s)
 	smtp_auth_users_unref(s->set.users);
 	conf_unref(s->conf);
 	free(s);
+	atomic_fetch_sub_explicit(&sessions_open, 1, memory_order_relaxed);
 }
 
 void

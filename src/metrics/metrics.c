@@ -41,6 +41,7 @@
 #include "lib/strbuf.h"
 #include "lib/xalloc.h"
 #include "metrics/metrics_render.h"
+#include "listener/listener.h"
 #include "queue/queue.h"
 #include "queue/queue_console.h"
 #include "spool/spool.h"
@@ -273,6 +274,12 @@ on_rows(const struct queue_row *rows, size_t n, void *arg)
 	snap.nrows = n;
 	snap.bindings = bindings;
 	snap.nbindings = nb;
+	{
+		struct listener_stats ls;
+		listener_stats(&ls);
+		snap.inbound_open = ls.sessions_open;
+		snap.inbound_total = ls.sessions_total;
+	}
 	snap.label_cap = atomic_load(&label_cap);
 	metrics_render(&snap, &text);
 	free(bindings);

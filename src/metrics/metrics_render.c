@@ -160,6 +160,11 @@ render_global(const struct metrics_snapshot *s, struct strbuf *out)
 	strbuf_printf(out, "impetus_start_time_seconds %.3f\n", s->start_time_s);
 	family(out, "impetus_uptime_seconds", "gauge", "Seconds since the daemon started.");
 	strbuf_printf(out, "impetus_uptime_seconds %.3f\n", s->uptime_s);
+	family(out, "impetus_inbound_connections", "gauge", "Inbound SMTP sessions open.");
+	sample(out, "impetus_inbound_connections", NULL, NULL, s->inbound_open);
+	family(out, "impetus_inbound_connections_total", "counter",
+	       "Inbound SMTP sessions accepted since start.");
+	sample(out, "impetus_inbound_connections_total", NULL, NULL, s->inbound_total);
 	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
 		uint64_t v = q->active + q->delayed;
 

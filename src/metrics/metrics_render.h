@@ -38,6 +38,8 @@ struct metrics_snapshot {
 	const char *const *bindings;            /* configured binding names: exported even idle */
 	size_t nbindings;
 	int label_cap;                          /* most per-domain label sets (< 0 counts as 0) */
+	uint64_t inbound_open;                  /* inbound SMTP sessions now */
+	uint64_t inbound_total;                 /* inbound SMTP sessions since start */
 };
 
 /* metrics_render: append the exposition of s to out. */

@@ -16,6 +16,7 @@ and shutdown.
 """
 
 import os
+import re
 import smtplib
 import socket
 import stat
@@ -225,6 +226,11 @@ class StatusTest(ConsoleTest):
         self.assertEqual(st["Delivered"], "1", st)
         self.assertEqual(st["Total queue"], "2", st)
         self.assertIn("Uptime", st)
+        # Inbound: "N (M since start)"; the three injections were sessions.
+        inbound = self.ok("summary")
+        m = re.search(r"(?m)^Inbound connections: (\d+) \((\d+) since start\)$", inbound)
+        self.assertIsNotNone(m, inbound)
+        self.assertGreaterEqual(int(m.group(2)), 3, inbound)
         self.assertEqual(self.ok("summary", "reset"), "summary counters reset\n")
         self.assertEqual(self.summary()["Received"], "0")
 

@@ -349,6 +349,9 @@ class MetricsTest(unittest.TestCase):
         self.assertEqual(mesg, n)
         self.assertEqual(value(fams, "impetus_delivered_total"), n)
         self.assertEqual(value(fams, "impetus_received_total"), n)
+        # Every message came in its own smtplib session (at least n sessions).
+        self.assertGreaterEqual(value(fams, "impetus_inbound_connections_total"), n)
+        self.assertGreaterEqual(value(fams, "impetus_inbound_connections"), 0)
         self.assertEqual(value(fams, "impetus_permanent_failures_total"), 0)
         self.assertEqual(value(fams, "impetus_queue_active_messages"), 0)
         self.assertEqual(value(fams, "impetus_queue_delayed_messages"), 0)

@@ -38,6 +38,7 @@
 #include <impetus/hooks/core/log_client_connection_failure.h>
 #include <impetus/hooks/core/log_client_connection_success.h>
 #include <impetus/hooks/core/veto_host_connection.h>
+#include <impetus/message.h>
 
 #include "conf/conf.h"
 #include "conf/conf_core.h"
@@ -48,9 +49,11 @@
 #include "lib/diag.h"
 #include "lib/netaddr.h"
 #include "lib/xalloc.h"
+#include "lib/strbuf.h"
 #include "queue/domain.h"
 #include "queue/queue_internal.h"
 
+#define LOG_PEER_LEN 64                 /* "[ip6]:port" */
 #define OUT_BATCH_MAX 1000              /* Max_Recipients_Per_Batch's ceiling */
 
 enum oconn_state {
@@ -74,6 +77,7 @@ struct oconn {
 	enum oconn_state state;
 	int dead;                           /* closed while a body loads: free on load */
 	unsigned deliveries;                /* transactions done */
+	int64_t started_ms;                 /* connect() or the transaction began (monotonic) */
 	struct qmsg *msgs[OUT_BATCH_MAX];   /* the transaction's recipients */
 	size_t nmsgs;
 	struct smtp_txn txn;
@@ -413,6 +417,7 @@ outbound_open(struct domain *d, int slot, const struct conf *c, int64_t *wake_ms
 		memcpy(&oc->sa, &p.addr->sa, sizeof(oc->sa));
 		snprintf(oc->host, sizeof(oc->host), "%s", p.host->name);
 		oc->state = OC_CONNECTING;
+		oc->started_ms = queue_now_ms();
 		p.addr->conns++;
 		p.host->conns++;
 		b->nconns++;
@@ -469,7 +474,8 @@ oconn_unlink(struct oconn *oc)
 
 /* The address failed (connect or greeting): mark it for Host_Failure_Retry. */
 static void
-mark_failed(struct domain *d, int slot, const struct sockaddr_storage *sa, const struct conf *c)
+mark_failed(struct domain *d, int slot, const struct sockaddr_storage *sa, const struct conf *c,
+            const char *why)
 {
 	struct dhost *h;
 	struct daddr *a = addr_find(d, sa, &h);
@@ -479,6 +485,8 @@ mark_failed(struct domain *d, int slot, const struct sockaddr_storage *sa, const
 		a->failed_until_ms = now + conf_resolve(c, &conf_opt_host_failure_retry, slot,
 		                                        d->pub.domain)->i * 1000;
 		a->failures++;
+		a->last_failure_s = queue_wall_us() / 1000000;
+		snprintf(a->last_failure, sizeof(a->last_failure), "%s", why);
 	}
 	d->mx_failures++;
 	if (d->failing_since_ms == 0)
@@ -517,7 +525,7 @@ conn_failed(struct oconn *oc, int cause)
 	close(oc->fd);
 	oconn_unlink(oc);
 	free(oc);
-	mark_failed(d, slot, &sa, c);
+	mark_failed(d, slot, &sa, c, conn_error_name(cause));
 	outbound_pick(d, slot, c, queue_now_ms(), &p);
 	if (p.addr != NULL) {
 		report_failure(d, slot, (struct sockaddr *)&sa, cause);
@@ -558,8 +566,10 @@ connect_done(evutil_socket_t fd, short what, void *arg)
 	{
 		struct dhost *h;
 		struct daddr *a = addr_find(d, &oc->sa, &h);
-		if (a != NULL)
+		if (a != NULL) {
 			a->failures = 0;
+			a->connect_ms = (uint32_t)(queue_now_ms() - oc->started_ms);
+		}
 	}
 	report_success(d, oc->slot, (struct sockaddr *)&oc->sa);
 
@@ -751,6 +761,7 @@ txn_start(struct oconn *oc)
 		oc->rcpts[i].notify = oc->msgs[i]->notify;
 	}
 	oc->state = OC_BUSY;
+	oc->started_ms = queue_now_ms();
 	if (smtp_client_send(oc->client, &oc->txn) < 0) {
 		for (size_t i = 0; i < oc->nmsgs; i++) {
 			domain_unlink(oc->d, oc->msgs[i]);
@@ -787,6 +798,17 @@ on_txn_done(struct smtp_client *cl, struct smtp_txn *t, void *arg)
 		} else
 			qmsg_transient(m, (struct sockaddr *)&oc->sa, stage, r->reply);
 	}
+	{
+		struct dhost *h;
+		struct daddr *a = addr_find(oc->d, &oc->sa, &h);
+		if (a != NULL) {
+			a->delivery_ms = (uint32_t)(queue_now_ms() - oc->started_ms);
+			if (t->temp_session || t->rcpts[0].code < 200 || t->rcpts[0].code >= 300) {
+				a->last_failure_s = queue_wall_us() / 1000000;
+				snprintf(a->last_failure, sizeof(a->last_failure), "%.95s", t->rcpts[0].reply);
+			}
+		}
+	}
 	if (nrfailed > 0)       /* refused at RCPT: one report for them all */
 		qmsg_failed_group(rfailed, rreplies, nrfailed, (struct sockaddr *)&oc->sa, 4);
 	if (nfailed > 0)
@@ -812,7 +834,7 @@ on_closed(struct smtp_client *cl, const struct smtp_client_status *st, void *arg
 	if (oc->state == OC_GREETING) {
 		/* The host would not talk to us: avoid it for Host_Failure_Retry. */
 		struct conf *c = conf_current();
-		mark_failed(d, oc->slot, &oc->sa, c);
+		mark_failed(d, oc->slot, &oc->sa, c, st->reply);
 		check_delay(d, oc->slot, c);
 		conf_unref(c);
 	}
@@ -859,6 +881,36 @@ outbound_feed(struct domain *d, int slot, const struct conf *c)
 		next = LIST_NEXT(oc, link);
 		if (oc->state == OC_IDLE)
 			oconn_feed(oc, c);
+	}
+}
+
+static const char *
+oconn_state_name(enum oconn_state st)
+{
+	switch (st) {
+	case OC_CONNECTING: return "connecting";
+	case OC_GREETING: return "greeting";
+	case OC_IDLE: return "idle";
+	case OC_LOADING: return "reading a body";
+	case OC_BUSY: return "in a transaction";
+	case OC_CLOSING: return "closing";
+	}
+	return "?";
+}
+
+void
+outbound_describe(struct domain *d, int slot, struct strbuf *out)
+{
+	struct dbind *b = domain_bind(d, slot);
+	struct oconn *oc;
+	int64_t now = queue_now_ms();
+
+	LIST_FOREACH(oc, &b->conns, link) {
+		char peer[LOG_PEER_LEN];
+		sockaddr_render_ip_port((const struct sockaddr *)&oc->sa, peer, sizeof(peer));
+		strbuf_printf(out, "    session to %s (%s): %s, %u transactions, %llds in this state\n",
+		              peer, oc->host, oconn_state_name(oc->state), oc->deliveries,
+		              (long long)((now - oc->started_ms) / 1000));
 	}
 }
 

@@ -29,6 +29,9 @@ struct domain;
 int outbound_open(struct domain *d, int slot, const struct conf *c, int64_t *wake_ms);
 void outbound_feed(struct domain *d, int slot, const struct conf *c);
 void outbound_shutdown(struct domain *d);
+/* outbound_describe: one line per session of (d, slot): peer, state, transactions. */
+struct strbuf;
+void outbound_describe(struct domain *d, int slot, struct strbuf *out);
 /* outbound_move_conns: move the session list of from into the empty to. */
 struct dbind;
 void outbound_move_conns(struct dbind *to, struct dbind *from);

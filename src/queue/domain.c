@@ -274,6 +274,11 @@ hosts_carry(struct dhost *nh, size_t nn, const struct dhost *oh, size_t on)
 						a->failed_until_ms = oh[k].addrs[l].failed_until_ms;
 						a->failures = oh[k].addrs[l].failures;
 						a->conns = oh[k].addrs[l].conns;
+						a->connect_ms = oh[k].addrs[l].connect_ms;
+						a->delivery_ms = oh[k].addrs[l].delivery_ms;
+						a->last_failure_s = oh[k].addrs[l].last_failure_s;
+						memcpy(a->last_failure, oh[k].addrs[l].last_failure,
+						       sizeof(a->last_failure));
 					}
 			nh[i].conns += a->conns;
 		}

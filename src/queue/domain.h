@@ -98,6 +98,10 @@ struct daddr {
 	int64_t failed_until_ms;            /* not tried before this (monotonic ms) */
 	unsigned conns;                     /* sessions open to it */
 	unsigned failures;                  /* consecutive failures */
+	uint32_t connect_ms;                /* the latest successful connect, ms */
+	uint32_t delivery_ms;               /* the latest transaction, first command to final reply, ms */
+	int64_t last_failure_s;             /* wall clock of the latest failure, 0 = none */
+	char last_failure[96];              /* what it was */
 };
 
 struct dhost {

@@ -22,6 +22,7 @@
 
 #include <impetus/binding.h>
 
+#include "delivery/outbound.h"
 #include "event/loop.h"
 #include "lib/diag.h"
 #include "lib/strbuf.h"
@@ -322,6 +323,12 @@ domain_describe(struct domain *d, struct strbuf *out)
 			if (ad->failed_until_ms > now)
 				strbuf_printf(out, "  not tried for %llds",
 				              (long long)((ad->failed_until_ms - now + 999) / 1000));
+			strbuf_printf(out, "  connect %ums  delivery %ums", (unsigned)ad->connect_ms,
+			              (unsigned)ad->delivery_ms);
+			if (ad->last_failure_s != 0)
+				strbuf_printf(out, "  last failure %llds ago: %s",
+				              (long long)(queue_wall_us() / 1000000 - ad->last_failure_s),
+				              ad->last_failure);
 			strbuf_putc(out, '\n');
 		}
 	}
@@ -340,6 +347,8 @@ domain_describe(struct domain *d, struct strbuf *out)
 		strbuf_printf(out, "  binding %s (slot %zu): active %zu  delayed %zu  connections %u\n",
 		              name != NULL ? name : "?", s, b != NULL ? b->nactive : 0, delayed,
 		              b != NULL ? b->nconns : 0);
+		if (b != NULL && b->nconns > 0)
+			outbound_describe(d, (int)s, out);
 	}
 	strbuf_printf(out, "  delivered %llu  transient %llu  failed %llu\n",
 	              (unsigned long long)d->delivered, (unsigned long long)d->transient,

@@ -251,6 +251,9 @@ class StatusTest(ConsoleTest):
         self.assertIn("address 127.0.0.2:%d" % self.port, out)
         self.assertRegex(out, r"binding default \(slot 0\): active 1")
         self.assertRegex(out, r"binding b1 \(slot \d+\): active 1")
+        # The domain that delivered: per-address connect and delivery latency.
+        out = self.ok("domain", "free.test")
+        self.assertRegex(out, r"address 127\.0\.0\.2:\d+ .*connect \d+ms  delivery \d+ms", out)
         out = self.ok("domain", "all")
         self.assertRegex(out, r"(?m)^held\.test\s+2\s+0\s")
         self.assertRegex(out, r"(?m)^free\.test\s+0\s+0\s+\d+\s+ready\s+1\s+1\s")

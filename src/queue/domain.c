@@ -476,6 +476,7 @@ domain_unlink(struct domain *d, struct qmsg *m)
 		break;
 	}
 	case QM_INFLIGHT:
+		domain_bind(d, m->slot)->ninflight--;
 		QC_SUB(active, 1);
 		break;
 	default:
@@ -512,6 +513,7 @@ domain_active_take(struct domain *d, int slot, struct qmsg **out, size_t max)
 		TAILQ_REMOVE(&b->active, m, u.link);
 		b->nactive--;
 		m->where = QM_INFLIGHT;
+		b->ninflight++;
 		out[n++] = m;
 	}
 	return n;

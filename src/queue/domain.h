@@ -115,6 +115,7 @@ struct dhost {
 struct dbind {                          /* one binding slot of a domain */
 	struct qmsg_list active;            /* due mail, in order */
 	size_t nactive;
+	size_t ninflight;                   /* taken by sessions, outcome pending */
 	unsigned nconns;                    /* sessions open or opening */
 	LIST_HEAD(, oconn) conns;           /* those sessions */
 	int64_t throttle_wake_ms;           /* a throttle said wait until then, 0 = none */

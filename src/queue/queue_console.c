@@ -115,13 +115,15 @@ collect_on_loop(void *arg)
 						dslot[d->delayed[k]->slot]++;
 				for (size_t s = 0; s < nslots; s++) {
 					struct dbind *b = s < d->nbinds ? &d->binds[s] : NULL;
-					if ((b == NULL || (b->nactive == 0 && b->nconns == 0)) && dslot[s] == 0)
+					if ((b == NULL || (b->nactive == 0 && b->nconns == 0 &&
+					                   b->ninflight == 0)) && dslot[s] == 0)
 						continue;
 					r = row_new(p);
 					r->domain = name;
 					r->slot = (int)s;
 					r->binding = keep(p, config_get_binding_name_from_id((int)s));
 					r->active = b != NULL ? b->nactive : 0;
+					r->inflight = b != NULL ? b->ninflight : 0;
 					r->conns = b != NULL ? b->nconns : 0;
 					r->delayed_slot = dslot[s];
 					r->dns = "";

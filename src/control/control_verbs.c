@@ -345,10 +345,11 @@ binding_summary_done(const struct queue_row *rows, size_t n, void *arg)
 	free(bs);
 }
 
+/* The answer of a verb on one domain: "N messages <what>", or that the
+ * domain (left in the output buffer by the verb) has no queue. */
 static void
-flush_done(const struct queue_op_result *r, void *arg)
+domain_count_reply(const struct queue_op_result *r, struct control_cmd *cmd, const char *what)
 {
-	struct control_cmd *cmd = arg;
 	struct strbuf *o = control_cmd_out(cmd);
 
 	if (r->domains == 0) {
@@ -356,8 +357,14 @@ flush_done(const struct queue_op_result *r, void *arg)
 		return;
 	}
 	strbuf_reset(o);
-	strbuf_printf(o, "%" PRIu64 " messages due now\n", r->count);
+	strbuf_printf(o, "%" PRIu64 " messages %s\n", r->count, what);
 	control_cmd_done(cmd, 0);
+}
+
+static void
+flush_done(const struct queue_op_result *r, void *arg)
+{
+	domain_count_reply(r, arg, "due now");
 }
 
 static void
@@ -480,16 +487,7 @@ verb_delay(struct control_cmd *cmd, int argc, char **argv)
 static void
 fail_done(const struct queue_op_result *r, void *arg)
 {
-	struct control_cmd *cmd = arg;
-	struct strbuf *o = control_cmd_out(cmd);
-
-	if (r->domains == 0) {
-		control_cmd_fail(cmd, "domain not in the queues: %s", strbuf_cstr(o));
-		return;
-	}
-	strbuf_reset(o);
-	strbuf_printf(o, "%" PRIu64 " messages failed\n", r->count);
-	control_cmd_done(cmd, 0);
+	domain_count_reply(r, arg, "failed");
 }
 
 static void

@@ -456,8 +456,9 @@ rcpt_domain(const char *rcpt)
 	return d;
 }
 
+/* job_add: queue m for the loop owning domain; takes domain (malloc'd). */
 static void
-job_add(struct submit_job **jobs, struct qmsg *m, const char *domain, int restored)
+job_add(struct submit_job **jobs, struct qmsg *m, char *domain, int restored)
 {
 	struct qloop *ql = queue_loop_of(domain);
 	struct submit_job *j = jobs[ql->index];
@@ -473,7 +474,7 @@ job_add(struct submit_job **jobs, struct qmsg *m, const char *domain, int restor
 	}
 	j->msgs[j->n++] = m;
 	/* Until the owning loop routes it, dom carries the domain name. */
-	m->dom = (struct domain *)(void *)xstrdup(domain);
+	m->dom = (struct domain *)(void *)domain;
 }
 
 static void
@@ -564,7 +565,6 @@ queue_submit(struct spool_batch *b)
 		m->holds_data = 1;
 		domain = rcpt_domain(m->rcpt);
 		job_add(jobs, m, domain, 0);
-		free(domain);
 	}
 	qbody_unref(body);
 	conf_unref(c);
@@ -617,7 +617,6 @@ queue_restore(const struct spool_batch_info *info)
 		             ri->state.next_attempt.tv_usec;
 		domain = rcpt_domain(m->rcpt);
 		job_add(jobs, m, domain, 1);
-		free(domain);
 	}
 	qbody_unref(body);
 	conf_unref(c);

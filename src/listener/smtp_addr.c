@@ -193,6 +193,9 @@ parse_address_literal(struct path_cursor *c, char *out, size_t outsz, size_t *ou
 	inner = (size_t)(close - (c->s + c->pos)) - 1;
 	if (inner == 0 || inner >= sizeof(text))
 		return SMTP_PARSE_PATH_SYNTAX;
+	/* inet_pton stops at a NUL: "[1.2.3.4\0junk]" must not pass as 1.2.3.4. */
+	if (memchr(c->s + c->pos + 1, '\0', inner) != NULL)
+		return SMTP_PARSE_PATH_SYNTAX;
 	memcpy(text, c->s + c->pos + 1, inner);
 	text[inner] = '\0';
 	if (strncasecmp(text, "IPv6:", 5) == 0) {
